@@ -1,0 +1,179 @@
+"""ArchConfig: the one record that travels from the search space to the exported model.
+
+It is data, never code: JSON in, validated by pydantic, JSON out. The canonical form (defaults
+filled, keys sorted, no whitespace) of everything except `name` and `meta` is what identifies an
+architecture, so two files that build the same network hash the same.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from nas.arch.stages import (
+    Activation,
+    FormerStage,
+    LeViTStage,
+    LGLStage,
+    MobileViTStage,
+    MV2Stage,
+    RepViTStage,
+)
+from nas.errors import UserError
+
+SCHEMA_ID = "hybrid-nas/arch/v1"
+
+StageSpec = Annotated[
+    Union[MV2Stage, RepViTStage, MobileViTStage, LGLStage, LeViTStage, FormerStage],
+    Field(discriminator="block"),
+]
+
+
+class StemSpec(BaseModel):
+    """`depth` 3x3 conv-BN-act layers, the first `strides` of them stride 2 (early convolutions
+    as in LeViT/RepViT). Channels double layer by layer up to `channels`: a depth-4 stem to 128
+    runs 16, 32, 64, 128 as LeViT's does."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    depth: int = Field(1, ge=1, le=4)
+    channels: int = Field(16, ge=8, le=256)
+    strides: int = Field(ge=0, le=4, description="how many leading layers have stride 2 (default: all)")
+    kernel: Literal[3, 4] = Field(3, description="4: a single 4x4 stride-4 patchify conv (EdgeViT)")
+    act: Activation = "hswish"
+    last_act: bool = Field(True, description="False: no activation after the last conv (LeViT, RepViT)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_strides(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "strides" not in data:
+            return {**data, "strides": data.get("depth", 1)}
+        return data
+
+    @model_validator(mode="after")
+    def _strides_fit(self) -> "StemSpec":
+        if self.strides > self.depth:
+            raise ValueError(f"strides: {self.strides} is more than depth ({self.depth})")
+        if self.kernel == 4 and self.depth != 1:
+            raise ValueError("kernel: 4 (patchify) needs depth 1")
+        return self
+
+
+class HeadSpec(BaseModel):
+    """Classifier: optional 1x1 conv-BN-act to `channels`, global average pool (concatenated with
+    the first global token when the network has Mobile-Former tokens), optional hidden FC with
+    activation, optional BatchNorm before the classifier (LeViT/RepViT), optional distillation
+    classifier whose logits are averaged with the main one at inference (DeiT/LeViT/RepViT)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    channels: int = Field(0, ge=0, le=4096, description="0: no 1x1 conv before pooling")
+    hidden: int = Field(0, ge=0, le=4096, description="0: no hidden FC after pooling")
+    act: Activation = "hswish"
+    norm: Literal["none", "bn", "ln"] = "none"
+    distill: bool = False
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+
+
+class ArchConfig(BaseModel):
+    """A whole network. See DESIGN.md for the data flow it travels through."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    schema_: Literal["hybrid-nas/arch/v1"] = Field(SCHEMA_ID, alias="schema")
+    name: str = Field("unnamed", min_length=1, max_length=128)
+    resolution: int = Field(ge=32, le=1024)
+    num_classes: int = Field(1000, ge=2, le=100_000)
+    stem: StemSpec = StemSpec(depth=1, channels=16, strides=1)
+    stages: list[StageSpec] = Field(min_length=1, max_length=12)
+    head: HeadSpec = HeadSpec()
+    meta: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def uses_tokens(self) -> bool:
+        return any(s.block == "former" for s in self.stages)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Canonical dict: every default filled in, aliases used (`schema`)."""
+        return self.model_dump(mode="json", by_alias=True)
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, indent=indent) + ("\n" if indent else "")
+
+    def arch_hash(self) -> str:
+        """SHA-256 (first 16 hex) of the canonical form without `name` and `meta`."""
+        body = {k: v for k, v in self.to_dict().items() if k not in ("name", "meta")}
+        blob = json.dumps(body, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def with_meta(self, **updates: Any) -> "ArchConfig":
+        return self.model_copy(update={"meta": {**self.meta, **updates}})
+
+
+_FAMILY_TAGS = {"mv2", "repvit", "mobilevit", "lgl", "levit", "former"}
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    """('stages', 2, 'lgl', 'sample_rate') -> 'stages[2].sample_rate' (the union tag is noise)."""
+    out = ""
+    for i, part in enumerate(loc):
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif i > 0 and isinstance(loc[i - 1], int) and part in _FAMILY_TAGS:
+            continue
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(root)"
+
+
+def _describe(err: dict[str, Any]) -> str:
+    """One pydantic error as 'path: what was wrong, what is allowed'."""
+    kind, ctx, value = err["type"], err.get("ctx", {}), err.get("input")
+    if kind == "missing":
+        return f"{_loc(err['loc'])}: required field is missing"
+    if kind == "extra_forbidden":
+        return f"{_loc(err['loc'])}: unknown field"
+    if kind == "literal_error":
+        allowed = str(ctx.get("expected", "")).replace(" or ", ", ")
+        return f"{_loc(err['loc'])}: {value!r} is not one of [{allowed}]"
+    if kind == "value_error":  # our own validators say 'field: problem'
+        field, _, problem = str(ctx.get("error", err["msg"])).partition(": ")
+        return f"{_loc(err['loc'])}.{field}: {problem}" if problem else f"{_loc(err['loc'])}: {field}"
+    if kind == "union_tag_invalid":
+        return (f"{_loc(err['loc'])}.{ctx.get('discriminator', 'block').strip(chr(39))}: "
+                f"{ctx.get('tag')!r} is not one of [{ctx.get('expected_tags')}]")
+    if kind == "union_tag_not_found":
+        return f"{_loc(err['loc'])}.block: required field is missing (one of {sorted(_FAMILY_TAGS)})"
+    return f"{_loc(err['loc'])}: {err['msg'][0].lower() + err['msg'][1:]} (got {value!r})"
+
+
+def parse_arch(data: Any, source: str = "arch") -> ArchConfig:
+    """Validate a decoded JSON value; raise UserError naming the first wrong field."""
+    if not isinstance(data, dict):
+        raise UserError(f"{source}: expected a JSON object, got {type(data).__name__}")
+    schema = data.get("schema", SCHEMA_ID)
+    if schema != SCHEMA_ID:
+        raise UserError(f"{source}: schema: {schema!r} is not supported (expected {SCHEMA_ID!r})")
+    try:
+        return ArchConfig.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise UserError(f"{source}: {_describe(errors[0])}{more}") from None
+
+
+def loads_arch(text: str, source: str = "arch") -> ArchConfig:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{source}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    return parse_arch(data, source)
+
+
+def json_schema() -> dict[str, Any]:
+    """The published JSON Schema (nas/arch/arch.schema.json is this, written by a test helper)."""
+    schema = ArchConfig.model_json_schema(by_alias=True)
+    schema["$id"] = SCHEMA_ID
+    return schema

@@ -1,0 +1,39 @@
+"""Classifier head shared by all families (see HeadSpec for the published variants it covers)."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from nas.arch.schema import HeadSpec
+from nas.blocks.common import ConvBNAct, make_act
+
+
+class Head(nn.Module):
+    def __init__(self, spec: HeadSpec, in_channels: int, num_classes: int, token_dim: int | None) -> None:
+        super().__init__()
+        self.conv = ConvBNAct(in_channels, spec.channels, 1, act=spec.act) if spec.channels else nn.Identity()
+        features = (spec.channels or in_channels) + (token_dim or 0)
+        self.uses_tokens = token_dim is not None
+        if spec.hidden:
+            self.hidden: nn.Module = nn.Sequential(nn.Linear(features, spec.hidden), make_act(spec.act))
+            features = spec.hidden
+        else:
+            self.hidden = nn.Identity()
+        self.norm: nn.Module = {"none": nn.Identity, "bn": nn.BatchNorm1d, "ln": nn.LayerNorm}[spec.norm](features) \
+            if spec.norm != "none" else nn.Identity()
+        self.dropout = nn.Dropout(spec.dropout)
+        self.fc = nn.Linear(features, num_classes)
+        self.fc_dist = nn.Linear(features, num_classes) if spec.distill else None
+
+    def features(self, x: torch.Tensor, tokens: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.conv(x).mean((2, 3))
+        if self.uses_tokens:
+            x = torch.cat([x, tokens[:, 0]], dim=1)
+        return self.norm(self.hidden(x))
+
+    def forward(self, x: torch.Tensor, tokens: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.dropout(self.features(x, tokens))
+        logits = self.fc(x)
+        if self.fc_dist is not None:  # averaged as at DeiT/LeViT/RepViT inference
+            logits = (logits + self.fc_dist(x)) / 2
+        return logits

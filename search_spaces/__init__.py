@@ -1,0 +1,1 @@
+"""What may be chosen: the hybrid search space and the reference zoo of published models."""
