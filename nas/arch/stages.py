@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Activation = Literal["relu", "relu6", "hswish", "swish", "gelu"]
 SEMode = Literal["none", "all", "alternate"]
@@ -56,12 +56,18 @@ class MobileViTStage(_Stage):
 
     block: Literal["mobilevit"] = "mobilevit"
     dim: int = Field(ge=16, le=1024, description="transformer embedding dimension d")
-    mlp_ratio: float = Field(2.0, ge=1.0, le=6.0)
-    heads: int = Field(4, ge=1, le=16)
+    mlp_ratio: float = Field(2.0, ge=1.0, le=6.0, description="FFN hidden = round(dim * mlp_ratio)")
+    heads: int = Field(4, ge=1, le=16, description="attention heads; must divide dim")
     patch: Literal[1, 2, 4] = 2
     expand: float = Field(4.0, ge=1.0, le=8.0, description="expansion of the downsampling MV2")
-    kernel: Literal[3, 5] = 3
+    kernel: Literal[3, 5] = Field(3, description="n of the block's local and fusion n x n convs")
     act: Activation = "swish"
+
+    @model_validator(mode="after")
+    def _heads_divide_dim(self) -> "MobileViTStage":
+        if self.dim % self.heads:
+            raise ValueError(f"heads: {self.heads} does not divide dim ({self.dim})")
+        return self
 
 
 class LGLStage(_Stage):

@@ -18,3 +18,25 @@ def zoo_path(name: str) -> Path:
     if not path.is_file():
         raise UserError(f"{name}: not a file and not a reference model (known: {', '.join(zoo_names())})")
     return path
+
+
+def load_zoo(name: str):  # -> ArchConfig (import deferred: nas.arch imports this package lazily)
+    from nas.arch import load_arch
+
+    return load_arch(zoo_path(name))
+
+
+def fidelity(name: str) -> dict:
+    """Our params/FLOPs of a zoo model against its published figures (relative errors)."""
+    from nas.profile import profile_arch
+
+    arch = load_zoo(name)
+    pub = arch.meta.get("published", {})
+    ours = profile_arch(arch)
+    row = {"name": name, "families": sorted({s.block for s in arch.stages}), "resolution": arch.resolution,
+           "params": ours["params"], "flops": ours["flops"], "top1": pub.get("top1"), "paper": pub.get("paper")}
+    for key, pub_key in (("params", "params_m"), ("flops", "flops_m")):
+        if pub.get(pub_key):
+            row[f"{key}_published"] = pub[pub_key] * 1e6
+            row[f"{key}_err"] = ours[key] / (pub[pub_key] * 1e6) - 1
+    return row

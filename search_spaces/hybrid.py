@@ -1,0 +1,282 @@
+"""The hybrid CNN/ViT search space, its choices readable at a glance.
+
+Macro-structure (total stride 32, as all five families): a conv stem, two convolutional stages
+(MV2 or RepViT) at strides 4 and 8, then two stages at strides 16 and 32 where any of the five
+families may stand — RepViT, MobileViT, EdgeViT LGL, LeViT or Mobile-Former — and a classifier.
+
+The dimensions are the ones the five papers ablate, plus the usual NAS ones:
+- global token count (Mobile-Former): 0 (no former stage), 3, 4 or 6 tokens, and their width;
+- LGL sampling rate r (EdgeViT): 1, 2, 4;
+- SE placement (RepViT / MobileNetV3): none, every block, alternate blocks, last stages only;
+- stem depth (LeViT / RepViT early convolutions): 1-3 conv layers;
+- MLP ratio (all attention families): 2, 3, 4;
+- input resolution, block family per stage, depth, width, expand ratio, kernel, heads.
+
+Its range reaches from networks smaller than MobileNetV3-Small x0.75 at 64 px up to about
+RepViT-M1.0 at 224 px (see `tests/test_hybrid_space.py` and `nas space`). Every member is an
+ArchConfig; Optuna sees the space through `suggest(trial)` (define-by-run, conditional
+parameters named `s{i}.{field}`) and `encode`/`decode` map between the two.
+"""
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from typing import Any, Mapping, Protocol
+
+from nas.arch.schema import ArchConfig, HeadSpec, StemSpec, parse_arch
+from nas.blocks.common import make_divisible
+
+RESOLUTIONS = (64, 96, 128, 160, 192, 224)
+STEM_DEPTHS = (1, 2, 3)
+STEM_CHANNELS = (16, 24)
+SE_PLACEMENTS = ("none", "all", "alternate", "last")
+TOKEN_COUNTS = (3, 4, 6)  # plus 0 = no Mobile-Former stage, which the family choices express
+TOKEN_DIMS = (64, 96, 128, 192)
+HEAD_CHANNELS = (0, 512, 1024)
+
+CONV_FAMILIES = ("mv2", "repvit")
+ATTENTION_FAMILIES = ("mobilevit", "lgl", "levit", "former")
+
+
+@dataclass(frozen=True)
+class StageChoices:
+    """What one stage may be. Family-specific fields only apply to the families that have them."""
+
+    families: tuple[str, ...]
+    depths: tuple[int, ...]
+    widths: tuple[int, ...]
+    expands: tuple[float, ...] = (2.0, 3.0, 4.0)  # mv2, repvit, former; mobilevit's downsampling MV2
+    kernels: tuple[int, ...] = (3, 5)  # mv2, repvit, former
+    mlp_ratios: tuple[float, ...] = (2.0, 3.0, 4.0)  # mobilevit, lgl, levit, former
+    heads: tuple[int, ...] = (2, 4)  # mobilevit, lgl, levit, former
+    sample_rates: tuple[int, ...] = (1, 2, 4)  # lgl
+
+    def options(self, family: str) -> dict[str, tuple[Any, ...]]:
+        """The per-stage parameters (beyond family/depth/width) that `family` takes, with choices."""
+        opts: dict[str, tuple[Any, ...]] = {}
+        if family in ("mv2", "repvit", "former", "mobilevit"):
+            opts["expand"] = self.expands
+        if family in ("mv2", "repvit", "former"):
+            opts["kernel"] = self.kernels
+        if family in ATTENTION_FAMILIES:
+            opts["mlp_ratio"] = self.mlp_ratios
+            opts["heads"] = self.heads
+        if family == "lgl":
+            opts["sample_rate"] = self.sample_rates
+        return opts
+
+
+DEFAULT_STAGES = (
+    StageChoices(families=CONV_FAMILIES, depths=(1, 2), widths=(16, 24, 32, 48, 64)),
+    StageChoices(families=CONV_FAMILIES, depths=(1, 2, 3), widths=(24, 32, 48, 64, 96, 128)),
+    StageChoices(families=("repvit",) + ATTENTION_FAMILIES, depths=(1, 2, 3, 4, 6, 8),
+                 widths=(48, 64, 96, 128, 160, 192, 256)),
+    StageChoices(families=("repvit",) + ATTENTION_FAMILIES, depths=(1, 2, 3, 4),
+                 widths=(96, 128, 192, 256, 320, 384, 448)),
+)
+
+
+class TrialLike(Protocol):
+    """The slice of optuna.Trial the space uses (so tests can pass a dict-backed fake)."""
+
+    def suggest_categorical(self, name: str, choices: Any) -> Any: ...
+
+
+def mobilevit_dim(width: int) -> int:
+    """MobileViT's transformer dimension, tied to the stage width as in the paper's models
+    (d ~ 1.33-1.5 x C): 1.5 x width rounded to a multiple of 16 so every head count divides it."""
+    return make_divisible(1.5 * width, 16)
+
+
+@dataclass(frozen=True)
+class HybridSpace:
+    resolutions: tuple[int, ...] = RESOLUTIONS
+    stem_depths: tuple[int, ...] = STEM_DEPTHS
+    stem_channels: tuple[int, ...] = STEM_CHANNELS
+    se_placements: tuple[str, ...] = SE_PLACEMENTS
+    token_counts: tuple[int, ...] = TOKEN_COUNTS
+    token_dims: tuple[int, ...] = TOKEN_DIMS
+    head_channels: tuple[int, ...] = HEAD_CHANNELS
+    stages: tuple[StageChoices, ...] = DEFAULT_STAGES
+    num_classes: int = 1000
+    name: str = "hybrid"
+
+    # ----------------------------------------------------------------- dimensions
+    def dimensions(self) -> dict[str, tuple[Any, ...]]:
+        """Every Optuna parameter with its choices (conditional ones included)."""
+        dims: dict[str, tuple[Any, ...]] = {
+            "resolution": self.resolutions, "stem.depth": self.stem_depths,
+            "stem.channels": self.stem_channels, "se": self.se_placements,
+            "tokens": self.token_counts, "token_dim": self.token_dims, "head.channels": self.head_channels,
+        }
+        for i, st in enumerate(self.stages):
+            dims[f"s{i}.family"] = st.families
+            dims[f"s{i}.depth"] = st.depths
+            dims[f"s{i}.width"] = st.widths
+            for fam in st.families:
+                for key, choices in st.options(fam).items():
+                    dims.setdefault(f"s{i}.{key}", choices)
+        return dims
+
+    def size(self) -> int:
+        """Number of distinct parameter assignments (architectures up to SE aliasing)."""
+        def stage_count(st: StageChoices, fam: str) -> int:
+            return len(st.depths) * len(st.widths) * math.prod(len(c) for c in st.options(fam).values())
+
+        base = len(self.resolutions) * len(self.stem_depths) * len(self.stem_channels) * \
+            len(self.se_placements) * len(self.head_channels)
+        no_former = math.prod(sum(stage_count(st, f) for f in st.families if f != "former") for st in self.stages)
+        every = math.prod(sum(stage_count(st, f) for f in st.families) for st in self.stages)
+        return base * (no_former + (every - no_former) * len(self.token_counts) * len(self.token_dims))
+
+    # ----------------------------------------------------------------- Optuna <-> ArchConfig
+    def suggest(self, trial: TrialLike) -> ArchConfig:
+        """Define-by-run sampling of one member (Optuna trial or anything with suggest_categorical)."""
+        params: dict[str, Any] = {}
+
+        def pick(name: str, choices: tuple[Any, ...]) -> Any:
+            params[name] = trial.suggest_categorical(name, list(choices))
+            return params[name]
+
+        pick("resolution", self.resolutions)
+        pick("stem.depth", self.stem_depths)
+        pick("stem.channels", self.stem_channels)
+        pick("se", self.se_placements)
+        pick("head.channels", self.head_channels)
+        for i, st in enumerate(self.stages):
+            fam = pick(f"s{i}.family", st.families)
+            pick(f"s{i}.depth", st.depths)
+            pick(f"s{i}.width", st.widths)
+            for key, choices in st.options(fam).items():
+                pick(f"s{i}.{key}", choices)
+        if any(params[f"s{i}.family"] == "former" for i in range(len(self.stages))):
+            pick("tokens", self.token_counts)
+            pick("token_dim", self.token_dims)
+        return self.decode(params)
+
+    def decode(self, params: Mapping[str, Any]) -> ArchConfig:
+        """Optuna parameters -> ArchConfig (validated)."""
+        stem_depth = params["stem.depth"]
+        stem_strides = min(stem_depth, 2)
+        se = params["se"]
+        stages = []
+        for i in range(len(self.stages)):
+            fam = params[f"s{i}.family"]
+            width = params[f"s{i}.width"]
+            # The stem takes stride 2 or 4; stage 0 completes the first stride 4 either way.
+            stride = (2 if stem_strides == 1 else 1) if i == 0 else 2
+            spec: dict[str, Any] = {"block": fam, "depth": params[f"s{i}.depth"], "width": width, "stride": stride}
+            for key in self.stages[i].options(fam):
+                spec[key] = params[f"s{i}.{key}"]
+            if fam in CONV_FAMILIES:
+                spec["se"] = _stage_se(se, i, len(self.stages))
+                spec["act"] = "hswish" if fam == "mv2" else "gelu"
+            elif fam == "mobilevit":
+                spec["dim"] = mobilevit_dim(width)
+            elif fam == "former":
+                spec["tokens"] = params["tokens"]
+                spec["token_dim"] = params["token_dim"]
+            stages.append(spec)
+        head_channels = params["head.channels"]
+        data = {
+            "name": "hybrid-" + "-".join(s["block"] for s in stages[2:]),
+            "resolution": params["resolution"], "num_classes": self.num_classes,
+            "stem": StemSpec(depth=stem_depth, channels=params["stem.channels"], strides=stem_strides,
+                             act="hswish").model_dump(),
+            "stages": stages,
+            "head": HeadSpec(channels=head_channels, act="hswish").model_dump(),
+            "meta": {"space": self.name},
+        }
+        return parse_arch(data, source="hybrid space")
+
+    def encode(self, arch: ArchConfig) -> dict[str, Any]:
+        """ArchConfig -> Optuna parameters (the inverse of `decode` on members of the space).
+        Raises ValueError when the architecture cannot be expressed; see `contains`."""
+        if len(arch.stages) != len(self.stages):
+            raise ValueError(f"stages: {len(arch.stages)} stages, the space has {len(self.stages)}")
+        params: dict[str, Any] = {"resolution": arch.resolution, "stem.depth": arch.stem.depth,
+                                  "stem.channels": arch.stem.channels, "head.channels": arch.head.channels}
+        conv_se = [(i, s.se) for i, s in enumerate(arch.stages) if s.block in CONV_FAMILIES]
+        params["se"] = next((p for p in self.se_placements
+                             if all(_stage_se(p, i, len(self.stages)) == mode for i, mode in conv_se)), None)
+        if params["se"] is None:
+            raise ValueError(f"se: per-stage SE {[m for _, m in conv_se]} matches no placement of {self.se_placements}")
+        for i, spec in enumerate(arch.stages):
+            params[f"s{i}.family"] = spec.block
+            params[f"s{i}.depth"] = spec.depth
+            params[f"s{i}.width"] = spec.width
+            for key in self.stages[i].options(spec.block):
+                params[f"s{i}.{key}"] = getattr(spec, key)
+            if spec.block == "former":
+                params["tokens"], params["token_dim"] = spec.tokens, spec.token_dim
+        return params
+
+    def contains(self, arch: ArchConfig) -> tuple[bool, str]:
+        """(True, '') for members; otherwise (False, the first reason it is not one)."""
+        try:
+            params = self.encode(arch)
+        except ValueError as exc:
+            return False, str(exc)
+        dims = self.dimensions()
+        for key, value in params.items():
+            stage_fams = self.stages[int(key[1])].families if key.startswith("s") and key[1].isdigit() else None
+            if key.endswith(".family") and value not in stage_fams:
+                return False, f"{key}: {value!r} is not one of {list(stage_fams)}"
+            if value not in dims[key]:
+                return False, f"{key}: {value!r} is not one of {list(dims[key])}"
+        rebuilt = self.decode(params)
+        if rebuilt.arch_hash() != arch.arch_hash():
+            return False, "fields outside the space's choices differ (e.g. activation, stride, stem, head)"
+        return True, ""
+
+    # ----------------------------------------------------------------- members
+    def sample(self, rng: random.Random | int | None = None) -> ArchConfig:
+        """Uniform over each choice (define-by-run order), reproducible from a seed."""
+        rng = rng if isinstance(rng, random.Random) else random.Random(rng)
+        return self.suggest(_RandomTrial(rng))
+
+    def smallest(self) -> ArchConfig:
+        return self.suggest(_ExtremeTrial(largest=False))
+
+    def largest(self) -> ArchConfig:
+        return self.suggest(_ExtremeTrial(largest=True))
+
+
+def _stage_se(placement: str, index: int, num_stages: int) -> str:
+    """Per-stage SE mode of an architecture-level placement ('last' = the last two stages)."""
+    if placement == "last":
+        return "all" if index >= num_stages - 2 else "none"
+    return placement
+
+
+class _RandomTrial:
+    def __init__(self, rng: random.Random) -> None:
+        self.rng = rng
+
+    def suggest_categorical(self, name: str, choices: Any) -> Any:
+        return self.rng.choice(list(choices))
+
+
+class _ExtremeTrial:
+    """Picks the cheapest (or most expensive) choice of every dimension."""
+
+    _CHEAPEST = {"se": "none", "family": "mv2", "sample_rate": 4, "heads": 2}
+    _COSTLIEST = {"se": "all", "family": "repvit", "sample_rate": 1, "heads": 4}
+
+    def __init__(self, largest: bool) -> None:
+        self.largest = largest
+
+    def suggest_categorical(self, name: str, choices: Any) -> Any:
+        choices = list(choices)
+        key = name.rsplit(".", 1)[-1]
+        table = self._COSTLIEST if self.largest else self._CHEAPEST
+        if key in table and table[key] in choices:
+            return table[key]
+        if key == "family":
+            return choices[0]
+        return max(choices) if self.largest else min(choices)
+
+
+def default_space(num_classes: int = 1000) -> HybridSpace:
+    return HybridSpace(num_classes=num_classes)
