@@ -6,6 +6,8 @@ family also pass the global tokens along.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -32,7 +34,8 @@ class HybridNet(nn.Module):
         channels, token_dim = self.stem.out_channels, None
         stages = []
         for i, spec in enumerate(arch.stages):
-            ctx = StageContext(channels, tuple(probe.shape[-2:]), i, len(arch.stages), token_dim)
+            ctx = StageContext(channels, tuple(probe.shape[-2:]), i, len(arch.stages), token_dim,
+                               tokens.shape[1] if tokens is not None else None)
             stage = stage_builder(spec.block)(spec, ctx)
             stages.append(stage)
             with torch.no_grad():
@@ -70,11 +73,15 @@ def _run_stage(stage: nn.Module, x: torch.Tensor, tokens: torch.Tensor | None
 
 
 def init_weights(model: nn.Module) -> None:
-    """One initialisation for all families: conv kaiming (fan_out), linear truncated normal
-    (std 0.02, ViT practice), norms to identity. Modules may refine with `init_weights()`."""
+    """One initialisation for all families: conv He-normal on fan_out per group (as timm's
+    EfficientNet init: a depthwise conv's fan_out is k*k, not k*k*C, else its weights start ~C
+    times too small), linear truncated normal (std 0.02, ViT practice), norms to identity.
+    Modules may refine with `init_weights()`."""
     for m in model.modules():
         if isinstance(m, nn.Conv2d | nn.ConvTranspose2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            k = m.weight[0, 0].numel()
+            fan_out = k * (m.out_channels // m.groups)
+            nn.init.normal_(m.weight, std=math.sqrt(2.0 / fan_out))
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
         elif isinstance(m, nn.Linear):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import warnings
 from typing import Any
 
 import torch
@@ -13,7 +14,10 @@ from nas.errors import UserError
 def load_checkpoint(path: str | os.PathLike[str]) -> Any:
     """torch.load with weights_only=True; a missing, corrupt or non-weights file is a UserError."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # torch warns about pickle protocols before failing; the UserError below says it once
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise UserError(f"{path}: file not found") from None
     except IsADirectoryError:

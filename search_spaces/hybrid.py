@@ -70,10 +70,10 @@ class StageChoices:
 DEFAULT_STAGES = (
     StageChoices(families=CONV_FAMILIES, depths=(1, 2), widths=(16, 24, 32, 48, 64)),
     StageChoices(families=CONV_FAMILIES, depths=(1, 2, 3), widths=(24, 32, 48, 64, 96, 128)),
-    StageChoices(families=("repvit",) + ATTENTION_FAMILIES, depths=(1, 2, 3, 4, 6, 8),
+    StageChoices(families=("repvit",) + ATTENTION_FAMILIES, depths=(1, 2, 3, 4, 6),
                  widths=(48, 64, 96, 128, 160, 192, 256)),
-    StageChoices(families=("repvit",) + ATTENTION_FAMILIES, depths=(1, 2, 3, 4),
-                 widths=(96, 128, 192, 256, 320, 384, 448)),
+    StageChoices(families=("repvit",) + ATTENTION_FAMILIES, depths=(1, 2, 3),
+                 widths=(96, 128, 192, 256, 320, 384)),
 )
 
 

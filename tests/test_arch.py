@@ -4,11 +4,13 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nas.arch import ArchConfig, load_arch, loads_arch, parse_arch, save_arch
 from nas.arch.schema import json_schema
+from nas.builder import build_model
 from nas.errors import UserError
 from pathlib import Path
 
@@ -95,16 +97,33 @@ _stage = st.one_of(
                            "act": st.sampled_from(["relu", "hswish"])}),
     st.fixed_dictionaries({"block": st.just("repvit"), "depth": st.integers(1, 3), "width": st.sampled_from([16, 32, 48]),
                            "stride": st.sampled_from([1, 2]), "se": st.sampled_from(["none", "alternate"])}),
+    st.fixed_dictionaries({"block": st.just("mobilevit"), "depth": st.integers(1, 2), "width": st.sampled_from([32, 48]),
+                           "stride": st.sampled_from([1, 2]), "dim": st.sampled_from([32, 64]),
+                           "heads": st.sampled_from([1, 2, 4]), "patch": st.sampled_from([1, 2, 4])}),
+    st.fixed_dictionaries({"block": st.just("lgl"), "depth": st.integers(1, 2), "width": st.sampled_from([32, 64]),
+                           "stride": st.sampled_from([1, 2]), "heads": st.sampled_from([1, 2]),
+                           "sample_rate": st.sampled_from([1, 2, 4])}),
+    st.fixed_dictionaries({"block": st.just("levit"), "depth": st.integers(1, 2), "width": st.sampled_from([32, 48]),
+                           "stride": st.sampled_from([1, 2]), "heads": st.sampled_from([1, 3]),
+                           "mlp_ratio": st.sampled_from([2.0, 3.0])}),
+    st.fixed_dictionaries({"block": st.just("former"), "depth": st.integers(1, 2), "width": st.sampled_from([24, 40]),
+                           "stride": st.sampled_from([1, 2]), "tokens": st.sampled_from([1, 3, 6]),
+                           "token_dim": st.sampled_from([32, 64]), "heads": st.sampled_from([1, 2]),
+                           "bridge_heads": st.sampled_from([1, 2])}),
 )
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(resolution=st.integers(32, 96), stem_depth=st.integers(1, 3), stages=st.lists(_stage, min_size=1, max_size=3),
        name=st.text(min_size=1, max_size=20))
-def test_any_valid_config_round_trips_canonically(tmp_path_factory, resolution, stem_depth, stages, name):
-    arch = parse_arch({"name": name, "resolution": resolution, "stem": {"depth": stem_depth}, "stages": stages})
+def test_any_valid_config_round_trips_canonically_and_runs(tmp_path_factory, resolution, stem_depth, stages, name):
+    arch = parse_arch({"name": name, "resolution": resolution, "num_classes": 7, "stem": {"depth": stem_depth},
+                       "stages": stages})
     path = save_arch(arch, tmp_path_factory.mktemp("rt") / "a.json")
     again = load_arch(path)
     assert again == arch
     assert again.to_json() == arch.to_json() == path.read_text()
     assert isinstance(again, ArchConfig)
+    with torch.no_grad():
+        out = build_model(again).eval()(torch.randn(1, 3, resolution, resolution))
+    assert out.shape == (1, 7) and torch.isfinite(out).all()

@@ -41,9 +41,9 @@ def test_output_shapes(stride: int, cin: int, size: int, out: int) -> None:
 def test_stage_opens_with_mv2_only_when_it_must() -> None:
     """Stride 2 opens with the paper's downsampling MV2; stride 1 at equal width is the bare
     MobileViT block; stride 1 at another width needs a stride-1 MV2 to map the channels."""
-    assert [type(m).__name__ for m in _stage(24, stride=2)] == ["_InvertedResidual", "MobileViTBlock"]
+    assert [type(m).__name__ for m in _stage(24, stride=2)] == ["InvertedResidual", "MobileViTBlock"]
     assert [type(m).__name__ for m in _stage(32, stride=1)] == ["MobileViTBlock"]
-    assert [type(m).__name__ for m in _stage(24, stride=1)] == ["_InvertedResidual", "MobileViTBlock"]
+    assert [type(m).__name__ for m in _stage(24, stride=1)] == ["InvertedResidual", "MobileViTBlock"]
 
 
 @pytest.mark.parametrize("patch", [1, 2, 4])

@@ -30,24 +30,32 @@ class _Stage(BaseModel):
 
 
 class MV2Stage(_Stage):
-    """MobileNetV2/V3 inverted residual (also EfficientNet-Lite's MBConv and MobileViT's MV2)."""
+    """MobileNetV2/V3 inverted residual (also EfficientNet-Lite's MBConv and MobileViT's MV2):
+    1x1 expand, kxk depthwise (the stage stride on the first block), optional SE, linear 1x1
+    project, residual when the shape is kept. MobileNetV3's per-block expansion sizes and
+    activations are written as several consecutive stages (stride-1 stages allowed)."""
 
     block: Literal["mv2"] = "mv2"
-    expand: float = Field(4.0, ge=1.0, le=8.0, description="hidden = make_divisible(in_channels * expand, 8)")
-    kernel: Literal[3, 5, 7] = 3
-    se: SEMode = "none"
-    act: Activation = "relu6"
+    expand: float = Field(4.0, ge=1.0, le=8.0, description="hidden = make_divisible(block input channels * "
+                          "expand, 8); 1: no expansion conv (MobileNetV2's first block)")
+    kernel: Literal[3, 5, 7] = Field(3, description="depthwise kernel")
+    se: SEMode = Field("none", description="MobileNetV3 SE on the hidden features (hidden/4 rounded to 8, "
+                       "ReLU, hard-sigmoid gate)")
+    act: Activation = Field("relu6", description="activation after the expand and depthwise convs")
 
 
 class RepViTStage(_Stage):
-    """RepViT block: RepVGG-style DW token mixer (3x3 + 1x1 + identity, fused to one 3x3 DW at
-    inference), optional SE, 1x1 FFN channel mixer; separate downsampling block when stride 2."""
+    """RepViT block: RepVGG-style DW token mixer (kxk + 1x1 + identity, then BN; fused to one kxk DW
+    at inference), optional SE, residual 1x1 FFN channel mixer. A separate downsampling layer
+    (RepViT block without SE, DW stride-2, 1x1 to `width`, FFN) opens the stage when stride is 2
+    or the width changes; `depth` counts the blocks after it (RepViT-M0.9: 2, 2, 14, 2)."""
 
     block: Literal["repvit"] = "repvit"
-    expand: float = Field(2.0, ge=1.0, le=6.0, description="FFN hidden = width * expand")
-    kernel: Literal[3, 5, 7] = 3
-    se: SEMode = "alternate"
-    act: Activation = "gelu"
+    expand: float = Field(2.0, ge=1.0, le=6.0, description="FFN hidden = make_divisible(channels * expand, 8)")
+    kernel: Literal[3, 5, 7] = Field(3, description="depthwise kernel of the token mixer and the downsampling")
+    se: SEMode = Field("alternate", description="SE (rd 0.25, ReLU, sigmoid) after the token mixer; counted "
+                       "from the first block after the downsampling layer, which itself has none")
+    act: Activation = Field("gelu", description="FFN activation")
 
 
 class MobileViTStage(_Stage):
@@ -59,7 +67,8 @@ class MobileViTStage(_Stage):
     mlp_ratio: float = Field(2.0, ge=1.0, le=6.0, description="FFN hidden = round(dim * mlp_ratio)")
     heads: int = Field(4, ge=1, le=16, description="attention heads; must divide dim")
     patch: Literal[1, 2, 4] = 2
-    expand: float = Field(4.0, ge=1.0, le=8.0, description="expansion of the downsampling MV2")
+    expand: float = Field(4.0, ge=1.0, le=8.0, description="expansion of the opening MV2 (stride 2, or stride 1 "
+                          "when the input width differs from `width`)")
     kernel: Literal[3, 5] = Field(3, description="n of the block's local and fusion n x n convs")
     act: Activation = "swish"
 
@@ -75,18 +84,28 @@ class LGLStage(_Stage):
     (LocalAgg, GlobalSparseAttn over tokens sub-sampled by `sample_rate`, LocalProp)."""
 
     block: Literal["lgl"] = "lgl"
-    mlp_ratio: float = Field(4.0, ge=1.0, le=6.0)
-    heads: int = Field(ge=1, le=16)
-    sample_rate: Literal[1, 2, 4] = 2
+    mlp_ratio: float = Field(4.0, ge=1.0, le=6.0, description="hidden = int(width * mlp_ratio) in both "
+                             "FFNs of a block (LocalAgg's conv FFN and the transformer's MLP)")
+    heads: int = Field(ge=1, le=16, description="attention heads; must divide width (EdgeViT: width // "
+                       "head_dim, head_dim 36 for XXS, 48 for XS/S)")
+    sample_rate: Literal[1, 2, 4] = Field(2, description="r: one delegate token per r x r window attends; "
+                                          "1: plain attention and no LocalAgg, as the official last stage")
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self) -> "LGLStage":
+        if self.width % self.heads:
+            raise ValueError(f"heads: {self.heads} does not divide width ({self.width})")
+        return self
 
 
 class LeViTStage(_Stage):
-    """LeViT stage: (shrink-attention downsample when stride 2) then `depth` pairs of
-    attention-with-bias and MLP residual blocks, Hardswish activations."""
+    """LeViT stage: (shrink-attention downsample when stride 2, or a stride-1 shrink attention
+    when the width changes; in_channels // key_dim heads, value dim 4 * key_dim, then a residual
+    MLP) then `depth` pairs of attention-with-bias and MLP residual blocks, Hardswish activations."""
 
     block: Literal["levit"] = "levit"
-    heads: int = Field(ge=1, le=16)
-    key_dim: int = Field(16, ge=8, le=64)
+    heads: int = Field(ge=1, le=16, description="heads of the stage's attention blocks (independent of width)")
+    key_dim: int = Field(16, ge=8, le=64, description="query/key dim per head (LeViT's D)")
     attn_ratio: float = Field(2.0, ge=1.0, le=4.0, description="value dim per head = attn_ratio * key_dim")
     mlp_ratio: float = Field(2.0, ge=1.0, le=6.0)
 
@@ -94,15 +113,43 @@ class LeViTStage(_Stage):
 class FormerStage(_Stage):
     """Mobile-Former stage: `depth` blocks of a mobile (inverted residual, dynamic ReLU) sub-block
     and a former (transformer over `tokens` global tokens) sub-block joined by the two-way
-    light cross-attention bridge."""
+    light cross-attention bridge. With stride 2 the first block is the paper's Mobile-Former-down
+    (stride-2 DW-expand, PW, DW-expand, PW). `lite: true` is instead the paper's stage-1
+    bneck-lite (DW-expand, PW; no bridge, tokens pass by untouched)."""
 
     block: Literal["former"] = "former"
-    expand: float = Field(4.0, ge=1.0, le=8.0)
+    expand: float = Field(4.0, ge=1.0, le=8.0, description="stride-1 blocks: hidden = round(in_channels * "
+                          "expand); lite: the integer channel multiplier of its depthwise conv")
+    down_expand: int = Field(6, ge=1, le=8, description="Mobile-Former-down: channel multiplier of the "
+                             "stride-2 depthwise conv (hidden = in_channels * down_expand)")
+    down_expand2: int = Field(4, ge=1, le=8, description="Mobile-Former-down: channel multiplier of "
+                              "its second depthwise conv (hidden = width * down_expand2)")
     kernel: Literal[3, 5] = 3
     tokens: int = Field(6, ge=1, le=16)
     token_dim: int = Field(192, ge=16, le=1024)
-    heads: int = Field(2, ge=1, le=16)
+    heads: int = Field(4, ge=1, le=16, description="heads of the former's self-attention over the tokens")
+    bridge_heads: int = Field(2, ge=1, le=16, description="heads of the Mobile<->Former cross-attentions")
     mlp_ratio: float = Field(2.0, ge=1.0, le=6.0, description="MLP ratio of the former sub-block")
+    groups: Literal[1, 2, 4] = Field(1, description="groups of the mobile path's 1x1 convs, each followed "
+                                     "by a channel shuffle (Mobile-Former-26M: 4)")
+    lite: bool = Field(False, description="bneck-lite blocks (the paper's stage 1) instead of Mobile-Former blocks")
+    closing_bridge: bool = Field(False, description="end with one more Mobile->Former bridge on the stage "
+                                 "output, so the classifier's token has seen the last feature map "
+                                 "(the official models do this after their last block)")
+
+    @model_validator(mode="after")
+    def _divisible(self) -> "FormerStage":
+        if self.lite and self.expand != int(self.expand):
+            raise ValueError(f"expand: bneck-lite expands inside a depthwise conv and needs an integer, "
+                             f"got {self.expand}")
+        if self.lite and self.closing_bridge:
+            raise ValueError("closing_bridge: a bneck-lite stage has no bridge")
+        if self.token_dim % self.heads:
+            raise ValueError(f"heads: {self.heads} does not divide token_dim ({self.token_dim})")
+        for name in ("bridge_heads", "groups"):
+            if self.width % getattr(self, name):
+                raise ValueError(f"{name}: {getattr(self, name)} does not divide width ({self.width})")
+        return self
 
 
 STAGE_TYPES = (MV2Stage, RepViTStage, MobileViTStage, LGLStage, LeViTStage, FormerStage)

@@ -25,6 +25,7 @@ class StageContext:
     index: int  # 0-based stage index
     num_stages: int
     token_dim: int | None  # dim of the incoming Mobile-Former tokens, None if there are none
+    num_tokens: int | None = None  # how many incoming tokens (None: none, or as the stage's own spec says)
 
 
 def stage_builder(family: str) -> Callable[[Any, StageContext], nn.Module]:

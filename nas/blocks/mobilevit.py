@@ -1,7 +1,7 @@
 """MobileViT v1 stage (Mehta & Rastegari, "MobileViT: Light-weight, General-purpose, and
 Mobile-friendly Vision Transformer", ICLR 2022; reference code apple/ml-cvnets).
 
-A stage is what the paper's Table 4 / the official `_make_mit_layer` builds: an MV2 inverted
+A stage is what the paper's Appendix A / the official `_make_mit_layer` builds: an MV2 inverted
 residual that downsamples (stride 2), then one MobileViT block
 
     local n x n conv-BN-act  ->  1x1 conv to d (linear, no BN: it only projects)
@@ -23,25 +23,8 @@ from torch import nn
 
 from nas.arch.stages import Activation, MobileViTStage
 from nas.blocks import StageContext
-from nas.blocks.common import ConvBN, ConvBNAct, make_act, make_divisible
-
-
-class _InvertedResidual(nn.Module):
-    """MobileNetV2 block as MobileViT uses it: 1x1 expand-BN-act (skipped when expand is 1),
-    3x3 depthwise-BN-act (carries the stride), 1x1 linear projection-BN; identity shortcut when
-    shape is kept. Hidden width follows the official rule make_divisible(in * expand, 8)."""
-
-    def __init__(self, cin: int, cout: int, stride: int, expand: float, act: Activation) -> None:
-        super().__init__()
-        hidden = cin if expand == 1 else make_divisible(cin * expand, 8)
-        layers: list[nn.Module] = [] if expand == 1 else [ConvBNAct(cin, hidden, 1, act=act)]
-        layers += [ConvBNAct(hidden, hidden, 3, stride, groups=hidden, act=act), ConvBN(hidden, cout, 1)]
-        self.conv = nn.Sequential(*layers)
-        self.use_residual = stride == 1 and cin == cout
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv(x)
-        return x + out if self.use_residual else out
+from nas.blocks.common import ConvBNAct, make_act
+from nas.blocks.mv2 import InvertedResidual
 
 
 class Attention(nn.Module):
@@ -125,7 +108,8 @@ class MobileViTStageModule(nn.Sequential):
         # input width (a hybrid network may place the stage after any family) a stride-1 MV2 maps
         # the width, since the MobileViT block itself keeps its channel count.
         if spec.stride == 2 or in_channels != spec.width:
-            layers.append(_InvertedResidual(in_channels, spec.width, spec.stride, spec.expand, spec.act))
+            # MV2 as in cvnets: 3x3 depthwise, the stage's activation, no squeeze-excite.
+            layers.append(InvertedResidual(in_channels, spec.width, spec.stride, spec.expand, 3, spec.act))
         layers.append(MobileViTBlock(spec.width, spec.dim, spec.depth, spec.heads, spec.mlp_ratio,
                                      spec.patch, spec.kernel, spec.act))
         super().__init__(*layers)

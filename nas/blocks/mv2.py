@@ -50,18 +50,11 @@ class InvertedResidual(nn.Module):
         return x + y if self.use_residual else y
 
 
-class InvertedResidualStage(nn.Sequential):
-    """`depth` inverted residuals at `width`; the first carries the stride and the width change."""
-
-    def __init__(self, spec: MV2Stage, in_channels: int) -> None:
-        blocks = []
-        for i in range(spec.depth):
-            blocks.append(InvertedResidual(
-                in_channels if i == 0 else spec.width, spec.width, spec.stride if i == 0 else 1,
-                spec.expand, spec.kernel, spec.act, se_in_block(spec.se, i)))
-        super().__init__(*blocks)
-        self.out_channels = spec.width
-
-
 def build_stage(spec: MV2Stage, ctx: StageContext) -> nn.Module:
-    return InvertedResidualStage(spec, ctx.in_channels)
+    """`depth` inverted residuals at `width`; the first carries the stride and the width change."""
+    stage = nn.Sequential(*[
+        InvertedResidual(ctx.in_channels if i == 0 else spec.width, spec.width, spec.stride if i == 0 else 1,
+                         spec.expand, spec.kernel, spec.act, se_in_block(spec.se, i))
+        for i in range(spec.depth)])
+    stage.out_channels = spec.width
+    return stage

@@ -107,21 +107,16 @@ class RepViTDownsample(nn.Module):
         return self.ffn(self.channel(self.spatial(self.pre_block(x))))
 
 
-class RepViTStageModule(nn.Sequential):
+def build_stage(spec: RepViTStage, ctx: StageContext) -> nn.Module:
     """Downsampling layer (stride 2 or width change) then `depth` RepViT blocks whose SE placement
     follows the stage's `se` mode, counted from the first block after the downsampling layer
     (the official models restart the alternation in every stage with an SE block)."""
-
-    def __init__(self, spec: RepViTStage, in_channels: int) -> None:
-        layers: list[nn.Module] = []
-        if spec.stride == 2 or in_channels != spec.width:
-            layers.append(RepViTDownsample(in_channels, spec.width, spec.stride, spec.expand, spec.kernel,
-                                           spec.act))
-        layers += [RepViTBlock(spec.width, spec.expand, spec.kernel, se_in_block(spec.se, i), spec.act)
-                   for i in range(spec.depth)]
-        super().__init__(*layers)
-        self.out_channels = spec.width
-
-
-def build_stage(spec: RepViTStage, ctx: StageContext) -> nn.Module:
-    return RepViTStageModule(spec, ctx.in_channels)
+    layers: list[nn.Module] = []
+    if spec.stride == 2 or ctx.in_channels != spec.width:
+        layers.append(RepViTDownsample(ctx.in_channels, spec.width, spec.stride, spec.expand, spec.kernel,
+                                       spec.act))
+    layers += [RepViTBlock(spec.width, spec.expand, spec.kernel, se_in_block(spec.se, i), spec.act)
+               for i in range(spec.depth)]
+    stage = nn.Sequential(*layers)
+    stage.out_channels = spec.width
+    return stage

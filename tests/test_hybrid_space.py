@@ -1,0 +1,89 @@
+"""The hybrid search space: the papers' ablation dimensions, Optuna encoding, membership, range."""
+from __future__ import annotations
+
+import optuna
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from nas.arch import load_arch, parse_arch
+from nas.builder import build_model
+from nas.profile import profile_arch
+from search_spaces.hybrid import HybridSpace
+
+SPACE = HybridSpace(num_classes=10)
+
+
+def test_dimensions_cover_what_the_five_papers_ablate():
+    dims = SPACE.dimensions()
+    assert 0 not in dims["tokens"] and set(dims["tokens"]) >= {3, 6}  # 0 = no former stage chosen
+    assert "former" in dims["s2.family"] and "former" in dims["s3.family"]
+    assert set(dims["s2.sample_rate"]) == {1, 2, 4}
+    assert set(dims["se"]) == {"none", "all", "alternate", "last"}
+    assert len(dims["stem.depth"]) >= 3 and len(dims["s3.mlp_ratio"]) >= 3
+    for key in ("resolution", "s0.depth", "s0.width", "s0.expand", "s0.kernel", "s3.heads", "token_dim"):
+        assert len(dims[key]) >= 2
+    assert {f for i in range(4) for f in dims[f"s{i}.family"]} == {"mv2", "repvit", "mobilevit", "lgl", "levit", "former"}
+
+
+def test_size_is_documented_scale():
+    assert SPACE.size() > 10 ** 12
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2 ** 32 - 1))
+def test_every_sampled_member_validates_builds_and_runs(seed):
+    arch = SPACE.sample(seed)
+    assert parse_arch(arch.to_dict()) == arch
+    assert SPACE.contains(arch) == (True, "")
+    model = build_model(arch).eval()
+    with torch.no_grad():
+        out = model(torch.randn(2, 3, arch.resolution, arch.resolution))
+    assert out.shape == (2, 10) and torch.isfinite(out).all()
+
+
+@settings(max_examples=50, deadline=None)
+@given(seed=st.integers(0, 2 ** 32 - 1))
+def test_encode_decode_round_trip(seed):
+    arch = SPACE.sample(seed)
+    params = SPACE.encode(arch)
+    assert SPACE.decode(params) == arch
+    assert SPACE.encode(SPACE.decode(params)) == params
+
+
+def test_sampling_is_reproducible_from_a_seed():
+    assert SPACE.sample(7) == SPACE.sample(7)
+    assert len({SPACE.sample(s).arch_hash() for s in range(20)}) == 20
+
+
+def test_optuna_trials_decode_to_members():
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    for _ in range(10):
+        trial = study.ask()
+        arch = SPACE.suggest(trial)
+        assert SPACE.decode(trial.params) == arch
+        # encode picks one canonical SE placement where several mean the same (no conv stage left)
+        assert SPACE.decode(SPACE.encode(arch)) == arch
+        study.tell(trial, 0.0)
+
+
+def test_contains_says_why_not():
+    ok, reason = SPACE.contains(load_arch("repvit_m0_9"))
+    assert not ok and reason  # e.g. a 15-block stage is not among the depth choices
+    arch = SPACE.sample(3)
+    odd = parse_arch({**arch.to_dict(), "resolution": 100})
+    assert SPACE.contains(odd) == (False, "resolution: 100 is not one of [64, 96, 128, 160, 192, 224]")
+
+
+def test_range_from_below_mobilenetv3_small_at_64px_to_about_repvit_m1_0():
+    smallest = profile_arch(SPACE.smallest())
+    mnv3 = load_arch("mobilenetv3_small_075")
+    mnv3_64 = profile_arch(parse_arch({**mnv3.to_dict(), "resolution": 64, "num_classes": 10}))
+    assert smallest["flops"] < mnv3_64["flops"] and smallest["params"] < mnv3_64["params"]
+    largest = profile_arch(SPACE.largest())
+    repvit = load_arch("repvit_m1_0")
+    repvit_10 = profile_arch(parse_arch({**repvit.to_dict(), "num_classes": 10}))
+    assert 0.7 <= largest["flops"] / repvit_10["flops"] <= 2.0
+    assert 0.5 <= largest["params"] / repvit_10["params"] <= 2.0
