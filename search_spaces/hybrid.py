@@ -19,20 +19,24 @@ parameters named `s{i}.{field}`) and `encode`/`decode` map between the two.
 """
 from __future__ import annotations
 
+import itertools
 import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Mapping, Protocol
 
-from nas.arch.schema import ArchConfig, HeadSpec, StemSpec, parse_arch
+from pydantic import TypeAdapter
+
+from nas.arch.schema import ArchConfig, HeadSpec, StageSpec, StemSpec, parse_arch
 from nas.blocks.common import make_divisible
+from nas.blocks.units import Flow, Unit, head_unit, stage_units, stem_unit
 
 RESOLUTIONS = (64, 96, 128, 160, 192, 224)
 STEM_DEPTHS = (1, 2, 3)
 STEM_CHANNELS = (16, 24)
 SE_PLACEMENTS = ("none", "all", "alternate", "last")
 TOKEN_COUNTS = (3, 4, 6)  # plus 0 = no Mobile-Former stage, which the family choices express
-TOKEN_DIMS = (64, 96, 128, 192)
+TOKEN_DIMS = (64, 128, 192)
 HEAD_CHANNELS = (0, 512, 1024)
 
 CONV_FAMILIES = ("mv2", "repvit")
@@ -46,8 +50,8 @@ class StageChoices:
     families: tuple[str, ...]
     depths: tuple[int, ...]
     widths: tuple[int, ...]
-    expands: tuple[float, ...] = (2.0, 3.0, 4.0)  # mv2, repvit, former; mobilevit's downsampling MV2
-    kernels: tuple[int, ...] = (3, 5)  # mv2, repvit, former
+    expands: tuple[float, ...] = (2.0, 3.0, 4.0)  # mv2, former; mobilevit's downsampling MV2
+    kernels: tuple[int, ...] = (3, 5)  # mv2 (RepViT and Mobile-Former keep their papers' 3x3)
     mlp_ratios: tuple[float, ...] = (2.0, 3.0, 4.0)  # mobilevit, lgl, levit, former
     heads: tuple[int, ...] = (2, 4)  # mobilevit, lgl, levit, former
     sample_rates: tuple[int, ...] = (1, 2, 4)  # lgl
@@ -55,9 +59,9 @@ class StageChoices:
     def options(self, family: str) -> dict[str, tuple[Any, ...]]:
         """The per-stage parameters (beyond family/depth/width) that `family` takes, with choices."""
         opts: dict[str, tuple[Any, ...]] = {}
-        if family in ("mv2", "repvit", "former", "mobilevit"):
+        if family in ("mv2", "former", "mobilevit"):
             opts["expand"] = self.expands
-        if family in ("mv2", "repvit", "former"):
+        if family == "mv2":
             opts["kernel"] = self.kernels
         if family in ATTENTION_FAMILIES:
             opts["mlp_ratio"] = self.mlp_ratios
@@ -68,13 +72,16 @@ class StageChoices:
 
 
 DEFAULT_STAGES = (
-    StageChoices(families=CONV_FAMILIES, depths=(1, 2), widths=(16, 24, 32, 48, 64)),
-    StageChoices(families=CONV_FAMILIES, depths=(1, 2, 3), widths=(24, 32, 48, 64, 96, 128)),
-    StageChoices(families=("repvit",) + ATTENTION_FAMILIES, depths=(1, 2, 3, 4, 6),
+    StageChoices(families=CONV_FAMILIES, depths=(1, 2), widths=(16, 24, 32)),
+    StageChoices(families=CONV_FAMILIES, depths=(1, 2, 3), widths=(32, 48, 64, 96)),
+    StageChoices(families=("repvit",) + ATTENTION_FAMILIES, depths=(1, 2, 3, 4, 6, 8),
                  widths=(48, 64, 96, 128, 160, 192, 256)),
-    StageChoices(families=("repvit",) + ATTENTION_FAMILIES, depths=(1, 2, 3),
+    StageChoices(families=("repvit",) + ATTENTION_FAMILIES, depths=(1, 2, 3, 4),
                  widths=(96, 128, 192, 256, 320, 384)),
 )
+
+
+parse_stage = TypeAdapter(StageSpec).validate_python
 
 
 class TrialLike(Protocol):
@@ -159,36 +166,42 @@ class HybridSpace:
         """Optuna parameters -> ArchConfig (validated)."""
         stem_depth = params["stem.depth"]
         stem_strides = min(stem_depth, 2)
-        se = params["se"]
         stages = []
         for i in range(len(self.stages)):
             fam = params[f"s{i}.family"]
-            width = params[f"s{i}.width"]
-            # The stem takes stride 2 or 4; stage 0 completes the first stride 4 either way.
-            stride = (2 if stem_strides == 1 else 1) if i == 0 else 2
-            spec: dict[str, Any] = {"block": fam, "depth": params[f"s{i}.depth"], "width": width, "stride": stride}
-            for key in self.stages[i].options(fam):
-                spec[key] = params[f"s{i}.{key}"]
-            if fam in CONV_FAMILIES:
-                spec["se"] = _stage_se(se, i, len(self.stages))
-                spec["act"] = "hswish" if fam == "mv2" else "gelu"
-            elif fam == "mobilevit":
-                spec["dim"] = mobilevit_dim(width)
-            elif fam == "former":
-                spec["tokens"] = params["tokens"]
-                spec["token_dim"] = params["token_dim"]
-            stages.append(spec)
-        head_channels = params["head.channels"]
+            options = {key: params[f"s{i}.{key}"] for key in self.stages[i].options(fam)}
+            stages.append(self.stage_spec(i, fam, params[f"s{i}.depth"], params[f"s{i}.width"], options,
+                                          se=_stage_se(params["se"], i, len(self.stages)), stem_strides=stem_strides,
+                                          tokens=params.get("tokens"), token_dim=params.get("token_dim")))
         data = {
             "name": "hybrid-" + "-".join(s["block"] for s in stages[2:]),
             "resolution": params["resolution"], "num_classes": self.num_classes,
-            "stem": StemSpec(depth=stem_depth, channels=params["stem.channels"], strides=stem_strides,
-                             act="hswish").model_dump(),
+            "stem": self.stem_spec(stem_depth, params["stem.channels"]).model_dump(),
             "stages": stages,
-            "head": HeadSpec(channels=head_channels, act="hswish").model_dump(),
+            "head": HeadSpec(channels=params["head.channels"], act="hswish").model_dump(),
             "meta": {"space": self.name},
         }
         return parse_arch(data, source="hybrid space")
+
+    @staticmethod
+    def stem_spec(depth: int, channels: int) -> StemSpec:
+        """Stems take stride 2 (one layer) or 4 (two or more layers: the LeViT/RepViT early convs)."""
+        return StemSpec(depth=depth, channels=channels, strides=min(depth, 2), act="hswish")
+
+    def stage_spec(self, index: int, family: str, depth: int, width: int, options: Mapping[str, Any], se: str,
+                   stem_strides: int, tokens: int | None, token_dim: int | None) -> dict[str, Any]:
+        """The stage dict of stage `index`: the searched fields plus what the space ties to them."""
+        # The stem takes stride 2 or 4; stage 0 completes the first stride 4 either way.
+        stride = (2 if stem_strides == 1 else 1) if index == 0 else 2
+        spec: dict[str, Any] = {"block": family, "depth": depth, "width": width, "stride": stride, **options}
+        if family in CONV_FAMILIES:
+            spec["se"] = se
+            spec["act"] = "hswish" if family == "mv2" else "gelu"
+        elif family == "mobilevit":
+            spec["dim"] = mobilevit_dim(width)
+        elif family == "former":
+            spec["tokens"], spec["token_dim"] = tokens, token_dim
+        return spec
 
     def encode(self, arch: ArchConfig) -> dict[str, Any]:
         """ArchConfig -> Optuna parameters (the inverse of `decode` on members of the space).
@@ -229,6 +242,53 @@ class HybridSpace:
         if rebuilt.arch_hash() != arch.arch_hash():
             return False, "fields outside the space's choices differ (e.g. activation, stride, stem, head)"
         return True, ""
+
+    # ----------------------------------------------------------------- latency units
+    def units(self, resolution: int) -> set[Unit]:
+        """Every latency unit a member at `resolution` can contain: what a LUT must cover.
+
+        Walks the stages keeping the set of possible incoming flows (width, size, tokens); a
+        stage at its largest depth holds every unit a shallower one has (units do not depend on
+        depth), so depth need not be enumerated."""
+        found: set[Unit] = set()
+        settings = [(t, d) for t in self.token_counts for d in self.token_dims]
+        flows: set[Flow] = set()
+        for depth in self.stem_depths:
+            for channels in self.stem_channels:
+                unit, flow = stem_unit(self.stem_spec(depth, channels), resolution)
+                found.add(unit)
+                flows.add(replace(flow, num_tokens=min(depth, 2)))  # stem strides ride along until stage 0
+        for i, st in enumerate(self.stages):
+            next_flows: set[Flow] = set()
+            for flow in flows:
+                stem_strides = flow.num_tokens if i == 0 else 2
+                incoming = replace(flow, num_tokens=None) if i == 0 else flow
+                for spec in self._stage_variants(i, st, incoming, stem_strides, settings):
+                    units, out = stage_units(parse_stage(spec), incoming.context(i, len(self.stages)))
+                    found.update(units)
+                    next_flows.add(out)
+            flows = next_flows
+        for flow in flows:
+            for channels in self.head_channels:
+                found.add(head_unit(HeadSpec(channels=channels, act="hswish"), flow, self.num_classes))
+        return found
+
+    def _stage_variants(self, i: int, st: StageChoices, flow: Flow, stem_strides: int,
+                        settings: list[tuple[int, int]]) -> list[dict[str, Any]]:
+        specs = []
+        se_modes = sorted({_stage_se(p, i, len(self.stages)) for p in self.se_placements})
+        for fam in st.families:
+            opts = st.options(fam)
+            token_settings = [(None, None)]
+            if fam == "former":  # one global token setting: a later former stage inherits it
+                token_settings = [(flow.num_tokens, flow.token_dim)] if flow.token_dim else settings
+            for width in st.widths:
+                for values in itertools.product(*opts.values()):
+                    for se in (se_modes if fam in CONV_FAMILIES else ["none"]):
+                        for tokens, token_dim in token_settings:
+                            specs.append(self.stage_spec(i, fam, max(st.depths), width, dict(zip(opts, values)), se,
+                                                         stem_strides, tokens, token_dim))
+        return specs
 
     # ----------------------------------------------------------------- members
     def sample(self, rng: random.Random | int | None = None) -> ArchConfig:

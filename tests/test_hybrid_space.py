@@ -87,3 +87,15 @@ def test_range_from_below_mobilenetv3_small_at_64px_to_about_repvit_m1_0():
     repvit_10 = profile_arch(parse_arch({**repvit.to_dict(), "num_classes": 10}))
     assert 0.7 <= largest["flops"] / repvit_10["flops"] <= 2.0
     assert 0.5 <= largest["params"] / repvit_10["params"] <= 2.0
+
+
+def test_listed_units_cover_every_member_at_that_resolution():
+    from nas.blocks.units import arch_units
+
+    listed = SPACE.units(64)
+    members = [parse_arch({**SPACE.sample(seed).to_dict(), "resolution": 64}) for seed in range(200)]
+    members += [SPACE.smallest(), parse_arch({**SPACE.largest().to_dict(), "resolution": 64})]
+    for arch in members:
+        if SPACE.contains(arch)[0]:
+            assert set(arch_units(arch)) <= listed
+    assert len(listed) < 3000  # what one resolution of a latency table costs to measure

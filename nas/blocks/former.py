@@ -31,6 +31,7 @@ from torch import nn
 from nas.arch.stages import FormerStage
 from nas.blocks import StageContext
 from nas.blocks.common import ConvBN, ConvBNAct, make_divisible
+from nas.blocks.units import Flow, Unit, chw, halved
 
 
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
@@ -288,3 +289,49 @@ def build_stage(spec: FormerStage, ctx: StageContext) -> nn.Module:
     if spec.lite:
         return LiteStage(spec, ctx.in_channels)
     return MobileFormerStage(spec, ctx)
+
+
+UNIT_OPS = {"former.entry": TokenEntry, "former.m2f": MobileToFormer, "former.former": Former,
+            "former.mobile": MobileSubBlock, "former.down": DownMobileSubBlock, "former.f2m": FormerToMobile,
+            "former.lite": LiteBottleneck}
+
+
+def stage_units(spec: FormerStage, ctx: StageContext) -> tuple[list[Unit], Flow]:
+    """Lite stages: one unit per bneck-lite. Mobile-Former stages: the token entry, then per block
+    its four parts (Mobile->Former, Former, mobile sub-block, Former->Mobile), then the closing
+    bridge; the residual addition of a stride-1 block is not a unit."""
+    cin, size, d = ctx.in_channels, ctx.in_size, spec.token_dim
+    units: list[Unit] = []
+    if spec.lite:
+        for i in range(spec.depth):
+            stride = spec.stride if i == 0 else 1
+            units.append(Unit.make("former.lite", [chw(cin, size)], cin=cin, cout=spec.width, stride=stride,
+                                   expand=int(spec.expand), kernel=spec.kernel, groups=spec.groups))
+            cin, size = spec.width, halved(size) if stride == 2 else size
+        return units, Flow(spec.width, size, ctx.token_dim, ctx.num_tokens)
+    tokens = (spec.tokens, d)
+    # The mobile sub-blocks read token 0 only (dynamic ReLU): their cost does not depend on the
+    # token count, so their units are keyed on one token. The entry only reads x's batch size.
+    first_token = (1, d)
+    incoming = None if ctx.token_dim is None else (ctx.num_tokens or spec.tokens, ctx.token_dim)
+    units.append(Unit.make("former.entry", [(1, 1, 1), incoming], tokens=spec.tokens,
+                           token_dim=d, in_dim=ctx.token_dim, in_tokens=ctx.num_tokens))
+    for i in range(spec.depth):
+        x = chw(cin, size)
+        units.append(Unit.make("former.m2f", [x, tokens], channels=cin, token_dim=d, heads=spec.bridge_heads))
+        units.append(Unit.make("former.former", [tokens], token_dim=d, heads=spec.heads, mlp_ratio=spec.mlp_ratio))
+        if i == 0 and spec.stride == 2:
+            units.append(Unit.make("former.down", [x, first_token], cin=cin, cout=spec.width, down_expand=spec.down_expand,
+                                   down_expand2=spec.down_expand2, kernel=spec.kernel, token_dim=d,
+                                   groups=spec.groups))
+            size = halved(size)
+        else:
+            units.append(Unit.make("former.mobile", [x, first_token], cin=cin, cout=spec.width, expand=spec.expand,
+                                   kernel=spec.kernel, token_dim=d, groups=spec.groups))
+        cin = spec.width
+        units.append(Unit.make("former.f2m", [chw(cin, size), tokens], channels=cin, token_dim=d,
+                               heads=spec.bridge_heads))
+    if spec.closing_bridge:
+        units.append(Unit.make("former.m2f", [chw(cin, size), tokens], channels=cin, token_dim=d,
+                               heads=spec.bridge_heads))
+    return units, Flow(spec.width, size, d, spec.tokens)

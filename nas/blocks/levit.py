@@ -32,6 +32,7 @@ from torch import nn
 from nas.arch.stages import LeViTStage as LeViTStageSpec
 from nas.blocks import StageContext
 from nas.blocks.common import ConvBN
+from nas.blocks.units import Flow, Unit, chw
 
 SHRINK_ATTN_RATIO = 4.0
 """Value dim of the shrink attention = 4 * key_dim (official `down_ops` of every LeViT model)."""
@@ -153,3 +154,37 @@ class LeViTStage(nn.Module):
 
 def build_stage(spec: LeViTStageSpec, ctx: StageContext) -> LeViTStage:
     return LeViTStage(spec, ctx)
+
+
+def _residual_attention(channels: int, heads: int, key_dim: int, value_dim: int, grid: tuple[int, int]) -> nn.Module:
+    return Residual(Attention(channels, channels, heads, key_dim, value_dim, tuple(grid)))
+
+
+def _shrink_attention(cin: int, cout: int, heads: int, key_dim: int, value_dim: int, grid: tuple[int, int],
+                      stride: int) -> nn.Module:
+    return Attention(cin, cout, heads, key_dim, value_dim, tuple(grid), stride, residual=False)
+
+
+def _residual_mlp(channels: int, hidden: int) -> nn.Module:
+    return Residual(MLP(channels, hidden))
+
+
+UNIT_OPS = {"levit.down": _shrink_attention, "levit.attn": _residual_attention, "levit.mlp": _residual_mlp}
+
+
+def stage_units(spec: LeViTStageSpec, ctx: StageContext) -> tuple[list[Unit], Flow]:
+    """Shrink attention (when present) and every residual attention and residual MLP are units."""
+    width, key_dim, hidden = spec.width, spec.key_dim, int(spec.width * spec.mlp_ratio)
+    units, grid = [], ctx.in_size
+    mlp = Unit.make("levit.mlp", [chw(width, grid)], channels=width, hidden=hidden)
+    if spec.stride == 2 or ctx.in_channels != width:
+        units.append(Unit.make("levit.down", [chw(ctx.in_channels, grid)], cin=ctx.in_channels, cout=width,
+                               heads=max(1, ctx.in_channels // key_dim), key_dim=key_dim,
+                               value_dim=int(SHRINK_ATTN_RATIO * key_dim), grid=grid, stride=spec.stride))
+        grid = subsampled(grid, spec.stride)
+        mlp = Unit.make("levit.mlp", [chw(width, grid)], channels=width, hidden=hidden)
+        units.append(mlp)
+    attn = Unit.make("levit.attn", [chw(width, grid)], channels=width, heads=spec.heads, key_dim=key_dim,
+                     value_dim=int(spec.attn_ratio * key_dim), grid=grid)
+    units += [attn, mlp] * spec.depth
+    return units, Flow(width, grid, ctx.token_dim, ctx.num_tokens)

@@ -34,6 +34,7 @@ from torch import nn
 
 from nas.arch.stages import LGLStage
 from nas.blocks import StageContext
+from nas.blocks.units import Flow, Unit, chw, halved
 
 _ATTN_LN_EPS = 1e-6
 """The model-level `norm_layer` of the official EdgeViT (LayerNorm, eps 1e-6) is used by the
@@ -166,3 +167,18 @@ class EdgeViTStage(nn.Sequential):
 
 def build_stage(spec: LGLStage, ctx: StageContext) -> EdgeViTStage:
     return EdgeViTStage(spec, ctx.in_channels)
+
+
+UNIT_OPS = {"lgl.embed": PatchEmbed, "lgl.block": LGLBlock}
+
+
+def stage_units(spec: LGLStage, ctx: StageContext) -> tuple[list[Unit], Flow]:
+    """The patch embedding (when present) and each LGL block are units."""
+    units, size = [], ctx.in_size
+    if spec.stride == 2 or ctx.in_channels != spec.width:
+        units.append(Unit.make("lgl.embed", [chw(ctx.in_channels, size)], cin=ctx.in_channels, cout=spec.width,
+                               patch=spec.stride))
+        size = halved(size) if spec.stride == 2 else size
+    units += [Unit.make("lgl.block", [chw(spec.width, size)], dim=spec.width, heads=spec.heads,
+                        mlp_ratio=spec.mlp_ratio, sample_rate=spec.sample_rate)] * spec.depth
+    return units, Flow(spec.width, size, ctx.token_dim, ctx.num_tokens)

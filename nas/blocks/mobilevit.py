@@ -25,6 +25,7 @@ from nas.arch.stages import Activation, MobileViTStage
 from nas.blocks import StageContext
 from nas.blocks.common import ConvBNAct, make_act
 from nas.blocks.mv2 import InvertedResidual
+from nas.blocks.units import Flow, Unit, chw, halved
 
 
 class Attention(nn.Module):
@@ -118,3 +119,25 @@ class MobileViTStageModule(nn.Sequential):
 
 def build_stage(spec: MobileViTStage, ctx: StageContext) -> nn.Module:
     return MobileViTStageModule(spec, ctx.in_channels)
+
+
+UNIT_OPS = {"mobilevit.block": MobileViTBlock, "mobilevit.layer": TransformerLayer}
+
+
+def stage_units(spec: MobileViTStage, ctx: StageContext) -> tuple[list[Unit], Flow]:
+    """The opening MV2, the MobileViT block's conv/unfold/fold/fusion shell (built with no
+    transformer layers) and each transformer layer on its (patch pixels, patches, dim) tokens."""
+    units, size = [], ctx.in_size
+    if spec.stride == 2 or ctx.in_channels != spec.width:
+        units.append(Unit.make("mv2.ir", [chw(ctx.in_channels, size)], in_channels=ctx.in_channels,
+                               out_channels=spec.width, stride=spec.stride, expand=spec.expand, kernel=3,
+                               act=spec.act, se=False))
+        size = halved(size) if spec.stride == 2 else size
+    units.append(Unit.make("mobilevit.block", [chw(spec.width, size)], channels=spec.width, dim=spec.dim, depth=0,
+                           heads=spec.heads, mlp_ratio=spec.mlp_ratio, patch=spec.patch, kernel=spec.kernel,
+                           act=spec.act))
+    p = spec.patch
+    patches = math.ceil(size[0] / p) * math.ceil(size[1] / p)
+    units += [Unit.make("mobilevit.layer", [(p * p, patches, spec.dim)], dim=spec.dim, heads=spec.heads,
+                        mlp_ratio=spec.mlp_ratio, act=spec.act)] * spec.depth
+    return units, Flow(spec.width, size, ctx.token_dim, ctx.num_tokens)

@@ -22,6 +22,7 @@ from torch import nn
 from nas.arch.stages import Activation, MV2Stage
 from nas.blocks import StageContext
 from nas.blocks.common import ConvBN, ConvBNAct, SqueezeExcite, make_divisible, se_in_block
+from nas.blocks.units import Flow, Unit, chw, halved
 
 
 def hidden_channels(in_channels: int, expand: float) -> int:
@@ -58,3 +59,17 @@ def build_stage(spec: MV2Stage, ctx: StageContext) -> nn.Module:
         for i in range(spec.depth)])
     stage.out_channels = spec.width
     return stage
+
+
+UNIT_OPS = {"mv2.ir": InvertedResidual}
+
+
+def stage_units(spec: MV2Stage, ctx: StageContext) -> tuple[list[Unit], Flow]:
+    """One unit per inverted residual (the first carries the stride and the width change)."""
+    units, cin, size = [], ctx.in_channels, ctx.in_size
+    for i in range(spec.depth):
+        stride = spec.stride if i == 0 else 1
+        units.append(Unit.make("mv2.ir", [chw(cin, size)], in_channels=cin, out_channels=spec.width, stride=stride,
+                               expand=spec.expand, kernel=spec.kernel, act=spec.act, se=se_in_block(spec.se, i)))
+        cin, size = spec.width, halved(size) if stride == 2 else size
+    return units, Flow(spec.width, size, ctx.token_dim, ctx.num_tokens)

@@ -26,6 +26,7 @@ from torch import nn
 from nas.arch.stages import Activation, RepViTStage
 from nas.blocks import StageContext
 from nas.blocks.common import ConvBN, SqueezeExcite, make_act, make_divisible, se_in_block
+from nas.blocks.units import Flow, Unit, chw, halved
 
 
 class RepVGGDW(nn.Module):
@@ -120,3 +121,19 @@ def build_stage(spec: RepViTStage, ctx: StageContext) -> nn.Module:
     stage = nn.Sequential(*layers)
     stage.out_channels = spec.width
     return stage
+
+
+UNIT_OPS = {"repvit.down": RepViTDownsample, "repvit.block": RepViTBlock}
+
+
+def stage_units(spec: RepViTStage, ctx: StageContext) -> tuple[list[Unit], Flow]:
+    """The downsampling layer (when present) and each RepViT block are units."""
+    units, size = [], ctx.in_size
+    if spec.stride == 2 or ctx.in_channels != spec.width:
+        units.append(Unit.make("repvit.down", [chw(ctx.in_channels, size)], in_channels=ctx.in_channels,
+                               out_channels=spec.width, stride=spec.stride, expand=spec.expand,
+                               kernel=spec.kernel, act=spec.act))
+        size = halved(size) if spec.stride == 2 else size
+    units += [Unit.make("repvit.block", [chw(spec.width, size)], channels=spec.width, expand=spec.expand,
+                        kernel=spec.kernel, se=se_in_block(spec.se, i), act=spec.act) for i in range(spec.depth)]
+    return units, Flow(spec.width, size, ctx.token_dim, ctx.num_tokens)

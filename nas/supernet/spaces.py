@@ -1,0 +1,94 @@
+"""Which search space a supernet spans, as plain data (so it travels in run.json and checkpoints).
+
+A supernet is only meaningful together with the space it was trained on: its weights are the
+largest member of every (stage, family) of that space. The space is therefore stored next to the
+weights as a JSON-able dict (no pickles: checkpoints load with weights_only=True) and rebuilt
+from it, never guessed.
+
+Presets:
+  hybrid  the full space of search_spaces/hybrid.py (64..224 px).
+  proxy   the same families and dimensions, sized for the 64 px proxy dataset on a CPU: one
+          resolution (64 px, the data's own), narrower widths and fewer blocks. Used by the
+          ranking benchmark, whose supernet must train within 2 h on 2 CPU cores.
+  tiny    a toy space for tests (every family still reachable, 32 px, a few channels).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from nas.errors import UserError
+from search_spaces.hybrid import ATTENTION_FAMILIES, CONV_FAMILIES, HybridSpace, StageChoices
+
+
+def _proxy(num_classes: int) -> HybridSpace:
+    return HybridSpace(
+        resolutions=(64,), head_channels=(0, 512), token_dims=(64, 96, 128),
+        stages=(StageChoices(CONV_FAMILIES, depths=(1, 2), widths=(16, 24, 32)),
+                StageChoices(CONV_FAMILIES, depths=(1, 2), widths=(24, 32, 48)),
+                StageChoices(("repvit",) + ATTENTION_FAMILIES, depths=(1, 2, 3), widths=(48, 64, 96, 128)),
+                StageChoices(("repvit",) + ATTENTION_FAMILIES, depths=(1, 2), widths=(96, 128, 160, 192))),
+        num_classes=num_classes, name="proxy")
+
+
+def _tiny(num_classes: int) -> HybridSpace:
+    return HybridSpace(
+        resolutions=(32, 48), stem_channels=(8, 16), token_counts=(2, 3), token_dims=(16, 32),
+        head_channels=(0, 32),
+        stages=(StageChoices(CONV_FAMILIES, depths=(1, 2), widths=(8, 16), expands=(2.0, 3.0)),
+                StageChoices(CONV_FAMILIES, depths=(1, 2), widths=(16, 24), expands=(2.0, 3.0)),
+                StageChoices(("repvit",) + ATTENTION_FAMILIES, depths=(1, 2), widths=(16, 32),
+                             expands=(2.0, 3.0), mlp_ratios=(1.0, 2.0)),
+                StageChoices(("repvit",) + ATTENTION_FAMILIES, depths=(1, 2), widths=(32, 48),
+                             expands=(2.0, 3.0), mlp_ratios=(1.0, 2.0))),
+        num_classes=num_classes, name="tiny")
+
+
+PRESETS = {"hybrid": lambda n: HybridSpace(num_classes=n), "proxy": _proxy, "tiny": _tiny}
+
+
+def space_to_dict(space: HybridSpace) -> dict[str, Any]:
+    """JSON-able form (tuples become lists)."""
+    return json.loads(json.dumps(dataclasses.asdict(space)))
+
+
+def space_from_dict(data: Any, source: str = "space") -> HybridSpace:
+    """Inverse of space_to_dict; a malformed description is a one-line UserError."""
+    if not isinstance(data, dict):
+        raise UserError(f"{source}: expected a JSON object describing a search space")
+    fields = {f.name for f in dataclasses.fields(HybridSpace)}
+    unknown = sorted(set(data) - fields)
+    if unknown:
+        raise UserError(f"{source}: unknown field {unknown[0]!r} (expected some of {sorted(fields)})")
+    try:
+        values = {k: tuple(v) if isinstance(v, list) and k != "stages" else v for k, v in data.items()}
+        if "stages" in values:
+            values["stages"] = tuple(
+                StageChoices(**{k: tuple(v) if isinstance(v, list) else v for k, v in st.items()})
+                for st in data["stages"])
+        space = HybridSpace(**values)
+        space.largest(), space.smallest()  # validates every extreme member
+    except UserError as exc:
+        raise UserError(f"{source}: {exc}") from None
+    except (TypeError, ValueError, AttributeError, KeyError) as exc:
+        raise UserError(f"{source}: not a valid search space ({exc})") from None
+    return space
+
+
+def resolve_space(ref: str, num_classes: int) -> HybridSpace:
+    """A preset name (hybrid, proxy, tiny) or a JSON file in space_to_dict's form, with the data's
+    class count."""
+    if ref in PRESETS:
+        return PRESETS[ref](num_classes)
+    path = Path(ref)
+    if not path.exists():
+        raise UserError(f"--space {ref}: neither a preset ({', '.join(PRESETS)}) nor an existing JSON file")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"{path}: not a readable JSON space description ({exc})") from None
+    if isinstance(data, dict):
+        data = {**data, "num_classes": num_classes}
+    return space_from_dict(data, str(path))
