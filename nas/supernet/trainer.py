@@ -1,0 +1,107 @@
+"""Supernet training: the sandwich rule with in-place distillation, on the standalone engine.
+
+Everything but the per-batch rule is nas.train.Trainer's (AdamW + warmup-cosine, clipping,
+label smoothing, metrics.jsonl + curves.png, atomic checkpoints with RNG and data position,
+exact resume, DDP under torchrun). Per batch (BigNAS, Yu et al. 2020):
+
+  1. the largest member, on the labels (cross-entropy with label smoothing);
+  2. the smallest member and `num_random` uniform samples of the space, each distilled from the
+     largest member's soft predictions on the same batch (KL, teacher detached: "in-place
+     distillation", no separate teacher network);
+
+each backward accumulates into the shared weights, then one optimizer step. The members of a step
+are a pure function of (seed, step), the same on every rank and after a resume.
+
+Resolution: the loader yields the batch at the space's largest resolution; each member sees it
+resized to its own resolution (members are trained as they will be evaluated).
+
+The logged loss is the largest member's; the epoch's validation accuracy is the largest member's
+with recalibrated BatchNorm.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from nas.arch.schema import ArchConfig
+from nas.data import Dataset, Split, mix_seed
+from nas.errors import UserError
+from nas.supernet.evaluate import calibration_batches, evaluate_model, fit_resolution, recalibrate_bn
+from nas.supernet.supernet import Supernet
+from nas.train import Recipe, Trainer
+from nas.train.losses import distillation_loss
+
+
+@dataclass(frozen=True)
+class Sandwich:
+    """The per-step rule's own settings (recorded in run.json: resuming requires the same)."""
+
+    num_random: int = 2
+    kd_temperature: float = 1.0
+    calib_batches: int = 4  # BN recalibration batches for the epoch-end validation
+
+    def __post_init__(self) -> None:
+        if self.num_random < 0:
+            raise UserError(f"--num-random {self.num_random}: expected >= 0")
+        if self.kd_temperature <= 0:
+            raise UserError(f"--kd-temperature {self.kd_temperature}: expected > 0")
+        if self.calib_batches < 1:
+            raise UserError(f"--calib-batches {self.calib_batches}: expected >= 1")
+
+
+class SupernetTrainer(Trainer):
+    find_unused_parameters = True  # each member uses a part of the supernet's weights
+
+    def __init__(self, supernet: Supernet, data: Dataset, recipe: Recipe, out_dir: str | Path | None = None,
+                 *, sandwich: Sandwich = Sandwich(), identity: dict[str, Any] | None = None,
+                 **kwargs: Any) -> None:
+        if recipe.resolution != max(supernet.space.resolutions):
+            raise UserError(f"recipe resolution {recipe.resolution}: the supernet trainer loads batches at "
+                            f"the space's largest resolution ({max(supernet.space.resolutions)})")
+        if supernet.space.num_classes != data.num_classes:
+            raise UserError(f"space has {supernet.space.num_classes} classes, the data {data.num_classes}")
+        identity = {"supernet": supernet.describe(), "sandwich": asdict(sandwich), **(identity or {})}
+        super().__init__(supernet, data, recipe, out_dir, identity=identity, **kwargs)
+        self.supernet = supernet
+        self.sandwich = sandwich
+        self._calibration: list[torch.Tensor] | None = None
+
+    def step_members(self, step: int) -> list[ArchConfig]:
+        """[largest, smallest, random...] for optimizer step `step` (same on every rank)."""
+        space = self.supernet.space
+        rng = random.Random(mix_seed(self.recipe.seed, step, 0x5A4D))
+        return [space.largest(), space.smallest()] + [space.sample(rng) for _ in range(self.sandwich.num_random)]
+
+    def training_step(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        teacher: torch.Tensor | None = None
+        logged = torch.zeros(())
+        for arch in self.step_members(self.step):
+            arch = self.supernet.set_active(arch)
+            logits = self.model(fit_resolution(images, arch.resolution))
+            if teacher is None:
+                loss = F.cross_entropy(logits, labels, label_smoothing=self.recipe.label_smoothing)
+                teacher, logged = logits.detach(), loss.detach()
+            else:
+                loss = distillation_loss(logits, teacher, self.sandwich.kd_temperature)
+            loss.backward()
+        return logged
+
+    @torch.no_grad()
+    def evaluate(self, split: Split, resolution: int | None = None) -> dict[str, float]:
+        """The largest member's accuracy with inherited weights and recalibrated BatchNorm."""
+        return self.evaluate_member(self.supernet.space.largest(), split)
+
+    @torch.no_grad()
+    def evaluate_member(self, arch: ArchConfig, split: Split) -> dict[str, float]:
+        self._sync_buffers()  # every rank extracts the same member
+        if self._calibration is None:
+            self._calibration = calibration_batches(self.data.train, self.sandwich.calib_batches,
+                                                    self.recipe.batch_size)
+        arch = self.supernet.member(arch)
+        model = recalibrate_bn(self.supernet.extract(arch), self._calibration, arch.resolution)
+        return evaluate_model(model, split, arch.resolution, self.recipe.batch_size, self.dist)
