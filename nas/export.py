@@ -21,21 +21,28 @@ OPSET = 17
 
 
 def onnx_bytes(model: nn.Module, example: torch.Tensor | tuple[torch.Tensor, ...],
-               dynamic_batch: bool = True, fuse: bool = True) -> bytes:
-    """Serialized ONNX of `model` on `example` input(s); batch axis dynamic unless disabled."""
+               dynamic_batch: bool = True, fuse: bool = True, check: bool = True,
+               dynamic_axes: dict[str, dict[int, str]] | None = None) -> bytes:
+    """Serialized ONNX of `model` on `example` input(s); batch axis dynamic unless disabled.
+    `check=False` skips onnx.checker and the exporter's constant folding (the latency-table
+    builder exports thousands of units whose every kind the tests check; ONNX Runtime folds
+    constants itself when it loads a model). `dynamic_axes` adds symbolic axes by input name."""
     import onnx
 
     model = inference_copy(model) if fuse else model.eval()
     inputs = example if isinstance(example, tuple) else (example,)
     names = ["input"] if len(inputs) == 1 else [f"input{i}" for i in range(len(inputs))]
     axes = {n: {0: "batch"} for n in names} | {"output": {0: "batch"}} if dynamic_batch else None
+    if dynamic_axes:  # further symbolic axes (the latency builder's per-resolution graphs)
+        axes = {n: {**(axes or {}).get(n, {}), **dynamic_axes.get(n, {})} for n in [*names, "output"]}
     buf = io.BytesIO()
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         torch.onnx.export(model, inputs, buf, dynamo=False, opset_version=OPSET, input_names=names,
-                          output_names=["output"], dynamic_axes=axes, do_constant_folding=True)
+                          output_names=["output"], dynamic_axes=axes, do_constant_folding=check)
     data = buf.getvalue()
-    onnx.checker.check_model(onnx.load_from_string(data))
+    if check:
+        onnx.checker.check_model(onnx.load_from_string(data))
     return data
 
 

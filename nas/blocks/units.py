@@ -148,12 +148,17 @@ def stage_units(spec: Any, ctx: StageContext) -> tuple[list[Unit], Flow]:
     return importlib.import_module(f"nas.blocks.{spec.block}").stage_units(spec, ctx)
 
 
-def arch_units(arch: ArchConfig) -> list[Unit]:
-    """Every unit of `arch` in execution order (a unit appears once per occurrence)."""
+def arch_sections(arch: ArchConfig) -> list[tuple[str, list[Unit]]]:
+    """The units of `arch` grouped as the network is: ("stem", ...), ("stage 0", ...), ("head", ...)."""
     stem, flow = stem_unit(arch.stem, arch.resolution)
-    units = [stem]
+    sections = [("stem", [stem])]
     for i, spec in enumerate(arch.stages):
         stage, flow = stage_units(spec, flow.context(i, len(arch.stages)))
-        units += stage
-    units.append(head_unit(arch.head, flow, arch.num_classes))
-    return units
+        sections.append((f"stage {i}", stage))
+    sections.append(("head", [head_unit(arch.head, flow, arch.num_classes)]))
+    return sections
+
+
+def arch_units(arch: ArchConfig) -> list[Unit]:
+    """Every unit of `arch` in execution order (a unit appears once per occurrence)."""
+    return [u for _, units in arch_sections(arch) for u in units]

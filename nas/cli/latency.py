@@ -1,0 +1,141 @@
+"""`nas latency build|predict|show|validate|pack|import`: the latency-table builder and its uses."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from nas.errors import UserError
+
+
+def _resolutions(text: str) -> list[int]:
+    try:
+        values = sorted({int(v) for v in text.split(",") if v.strip()})
+    except ValueError:
+        raise UserError(f"--resolutions: expected comma-separated integers like 64,128, got {text!r}") from None
+    if not values or any(v < 32 or v > 1024 for v in values):
+        raise UserError(f"--resolutions: expected pixel sizes between 32 and 1024, got {text!r}")
+    return values
+
+
+def open_device_table(device: str | None, table: str | None):
+    """(table, path) from --table FILE or --device NAME; warns when a measured table is foreign."""
+    from predictors.latency.devices import table_path
+    from predictors.latency.table import load_table, warn_if_foreign
+
+    path = Path(table) if table else table_path(device or "host")
+    loaded = load_table(path)
+    warn_if_foreign(loaded, path)
+    return loaded, path
+
+
+def run_build(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
+
+    from predictors.latency.build import build_table, default_resolutions
+    from predictors.latency.devices import default_build_path
+    from predictors.latency.measure import RunPolicy
+
+    resolutions = _resolutions(args.resolutions) if args.resolutions else default_resolutions()
+    out = Path(args.out) if args.out else default_build_path(args.device)
+    if args.threads < 1:
+        raise UserError(f"--threads: expected a positive integer, got {args.threads}")
+    columns = ("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               "eta", TimeRemainingColumn())
+    with Progress(*columns, disable=args.quiet, transient=False) as bar:
+        task = bar.add_task(f"measuring {args.device} units", total=None)
+        report = build_table(out, args.device, args.threads, resolutions, RunPolicy(), limit=args.limit,
+                             progress=lambda done, total: bar.update(task, completed=done, total=total))
+    print(f"{report.path}: {report.measured} units measured in {report.seconds:.0f} s, {report.skipped} already there, "
+          f"{report.total} needed for resolutions {','.join(map(str, resolutions))}")
+    return 0
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from nas.arch import load_arch
+    from predictors.latency.predict import predict
+
+    arch = load_arch(args.arch)
+    table, path = open_device_table(args.device, args.table)
+    pred = predict(arch, table, breakdown=True)
+    if args.json:
+        import json
+        print(json.dumps({"arch": arch.name, "arch_hash": arch.arch_hash(), "device": table.device,
+                          "kind": table.kind, "ms": round(pred.ms, 4), "plain_ms": round(pred.plain_ms, 4),
+                          "error_pct": pred.error_pct, "table": str(path),
+                          "sections": [{"name": n, "ms": round(ms, 4), "units": k} for n, ms, k in pred.sections]},
+                         indent=2))
+        return 0
+    out = Table(title=f"{arch.name} at {arch.resolution}px on {table.label}")
+    for col in ("part", "units", "ms"):
+        out.add_column(col, justify="right" if col != "part" else "left")
+    for name, ms, k in pred.sections:
+        out.add_row(name, str(k), f"{ms:.3f}")
+    out.add_row("runtime call", "", f"{table.overhead_us / 1000:.3f}")
+    if (table.correction.scale, table.correction.offset_us) != (1.0, 0.0):
+        out.add_row("correction", "", f"x{table.correction.scale:.3f} {table.correction.offset_us / 1000:+.3f}")
+    Console().print(out)
+    print(f"predicted: {pred.label}")
+    if table.kind == "estimated":
+        print(f"note: {table.device} is an ESTIMATED table ({(table.estimate or {}).get('method', 'see the file')})")
+    return 0
+
+
+def run_show(args: argparse.Namespace) -> int:
+    from collections import Counter
+
+    table, path = open_device_table(args.device, args.table)
+    print(f"{path}: {table.label}, {len(table.entries)} units, resolutions {table.resolutions}")
+    print(f"cpu {table.cpu}; onnxruntime {table.ort_version}; threads {table.threads}; created {table.created}")
+    print(f"per-call overhead {table.overhead_us:.1f} us; correction x{table.correction.scale:.4f} "
+          f"{table.correction.offset_us:+.1f} us ({table.correction.note})")
+    for op, n in Counter(e.op for e in table.entries.values()).most_common():
+        print(f"  {op:16s} {n:6d}")
+    return 0
+
+
+def _common(p: argparse.ArgumentParser, table: bool = True) -> None:
+    p.add_argument("--device", default="host", help="device name (see `nas devices`; default host)")
+    if table:
+        p.add_argument("--table", metavar="FILE", help="a table file instead of the device's")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("latency", help="build, inspect and use per-device latency tables",
+                       description="Per-device latency lookup tables of measured unit latencies (ONNX Runtime).")
+    s = p.add_subparsers(dest="latency_command", metavar="SUBCOMMAND")
+    s.required = True
+
+    b = s.add_parser("build", help="measure the units a table must cover (resumable)",
+                     description="Export every needed unit to ONNX and time it with ONNX Runtime (CPU EP). "
+                                 "Killed and run again, it continues where it stopped.")
+    b.add_argument("--device", default="host", help="only 'host' (this machine) can be measured here")
+    b.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads (default 1)")
+    b.add_argument("--resolutions", metavar="R,...",
+                   help="resolutions to cover (default: every one the hybrid space and the reference zoo use)")
+    b.add_argument("--out", metavar="FILE", help="table file (default runs/latency/<device>.json)")
+    b.add_argument("--limit", type=int, help="stop after measuring this many units")
+    b.add_argument("--quiet", action="store_true", help="no progress bar")
+    b.set_defaults(func=run_build)
+
+    pr = s.add_parser("predict", help="predicted latency of an architecture, per stage",
+                      description="Sum of the table's unit latencies for ARCH, less the per-call overheads, "
+                                  "plus one, with the table's validated correction.")
+    pr.add_argument("arch", help="architecture JSON file or reference-zoo name")
+    _common(pr)
+    pr.add_argument("--json", action="store_true", help="machine-readable output")
+    pr.set_defaults(func=run_predict)
+
+    sh = s.add_parser("show", help="a table's provenance and contents", description="Summarise a latency table.")
+    _common(sh)
+    sh.set_defaults(func=run_show)
+    for extra in ("validate", "estimate", "pack", "import"):
+        module = f"predictors.latency.cli_{extra}"
+        try:
+            __import__(module)
+        except ModuleNotFoundError:
+            continue
+        sys.modules[module].add_parser(s)

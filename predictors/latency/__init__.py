@@ -1,0 +1,1 @@
+"""Per-device latency lookup tables: build (measure units with ONNX Runtime), predict, validate."""

@@ -1,0 +1,153 @@
+"""`nas latency build`: measure every unit a table must cover, resumably.
+
+What is needed: every unit the hybrid space can produce at each requested resolution, plus every
+unit of the reference-zoo models whose resolution is requested. Units already in the table (or
+in the journal an interrupted build left) are skipped, so running the same command again after a
+kill continues where it stopped.
+
+Exporting a unit to ONNX (tracing, ~50-80 ms) runs in a helper process one step ahead of the
+measurement, so that the two cores of a small machine each do one job; measurement itself is
+single-threaded by default (`--threads 1`), like the end-to-end runs it must predict.
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+from nas.blocks.units import Unit, arch_units
+from nas.errors import UserError
+from predictors.latency.measure import RunPolicy, call_overhead_us, make_session, random_feeds, time_session
+from predictors.latency.unit_export import SPATIALLY_GENERIC_OPS, export_key, with_shapes
+from predictors.latency.table import (Entry, LatencyTable, append_journal, journal_path, load_table, new_table,
+                                      save_table)
+
+FOLD_EVERY = 500  # journal entries between atomic rewrites of the table file
+LOOKAHEAD = 4  # units exported ahead of the one being measured
+
+
+def space_resolutions() -> list[int]:
+    from search_spaces.hybrid import default_space
+
+    return list(default_space().resolutions)
+
+
+def default_resolutions() -> list[int]:
+    """Every resolution the hybrid space and the reference zoo use."""
+    from search_spaces.reference import load_zoo, zoo_names
+
+    return sorted(set(space_resolutions()) | {load_zoo(n).resolution for n in zoo_names()})
+
+
+def needed_units(resolutions: Iterable[int], num_classes: int = 1000) -> dict[str, Unit]:
+    """Key -> unit for the space at `resolutions` and the zoo models at one of them, sorted by key."""
+    from search_spaces.hybrid import HybridSpace
+    from search_spaces.reference import load_zoo, zoo_names
+
+    resolutions = set(resolutions)
+    space = HybridSpace(num_classes=num_classes)
+    units: dict[str, Unit] = {}
+    for r in sorted(resolutions & set(space.resolutions)):
+        units.update((u.key, u) for u in space.units(r))
+    for name in zoo_names():
+        arch = load_zoo(name)
+        if arch.resolution in resolutions:
+            units.update((u.key, u) for u in arch_units(arch))
+    return dict(sorted(units.items()))
+
+
+def _export_init() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _export(unit: Unit) -> bytes:
+    from predictors.latency.unit_export import export_group
+
+    return export_group(unit)
+
+
+def measure_unit(group_onnx: bytes, unit: Unit, threads: int, policy: RunPolicy) -> Entry:
+    """Time `unit` from its export group's graph (static sizes filled in where it has symbolic ones)."""
+    onnx = with_shapes(group_onnx, unit) if unit.op in SPATIALLY_GENERIC_OPS else group_onnx
+    session = make_session(onnx, threads)
+    timing = time_session(session, random_feeds(session), policy)
+    return Entry(**timing.as_dict(), op=unit.op, args=dict(unit.args),
+                 inputs=[None if s is None else list(s) for s in unit.inputs])
+
+
+@dataclass
+class BuildReport:
+    path: Path
+    measured: int
+    skipped: int
+    total: int
+    seconds: float
+
+
+def open_or_create(path: Path, device: str, threads: int, resolutions: list[int]) -> LatencyTable:
+    """The table to continue (with its journal folded in) or a new one with a fresh overhead."""
+    if path.exists() or journal_path(path).exists():
+        if not path.exists():  # killed before the first fold: the journal alone holds the work
+            raise UserError(f"{path}: missing, but {journal_path(path).name} exists; delete the journal to start over")
+        table = load_table(path, with_journal=True)
+        if table.kind != "measured" or table.device != device:
+            raise UserError(f"{path}: holds a {table.kind} table for {table.device!r}, not a measured {device!r} one")
+        if table.threads != threads:
+            raise UserError(f"{path}: was measured with --threads {table.threads}, not {threads}")
+        table.resolutions = sorted(set(table.resolutions) | set(resolutions))
+        return table
+    overhead = call_overhead_us(threads)
+    return new_table(device, "measured", threads, resolutions, overhead.median_us)
+
+
+def build_table(path: Path, device: str = "host", threads: int = 1, resolutions: list[int] | None = None,
+                policy: RunPolicy = RunPolicy(), limit: int | None = None,
+                progress: Callable[[int, int], None] | None = None,
+                units: dict[str, Unit] | None = None) -> BuildReport:
+    """Measure the missing units into `path`; `limit` stops after that many; `units` replaces
+    the default set (the space and zoo at `resolutions`), e.g. one model's units."""
+    import time
+
+    if device != "host":
+        raise UserError(f"--device: only 'host' can be measured on this machine, not {device!r} "
+                        "(a phone's table is measured with `nas latency pack` / `nas latency import`)")
+    resolutions = resolutions or default_resolutions()
+    table = open_or_create(path, device, threads, resolutions)
+    save_table(table, path)  # the header (and any journal) is on disk before the long part
+    units = units if units is not None else needed_units(resolutions)
+    missing = [u for k, u in units.items() if k not in table.entries]
+    todo = missing if limit is None else missing[:limit]
+    groups: dict[str, list[Unit]] = {}
+    for unit in todo:
+        groups.setdefault(export_key(unit), []).append(unit)
+    start, done = time.perf_counter(), 0
+    journal = journal_path(path)
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(1, initializer=_export_init) as pool:
+        pending: deque = deque()
+        queue = iter(groups.values())
+        for members in queue:
+            pending.append((members, pool.apply_async(_export, (members[0],))))
+            if len(pending) >= LOOKAHEAD:
+                break
+        while pending:
+            members, result = pending.popleft()
+            nxt = next(queue, None)
+            if nxt is not None:
+                pending.append((nxt, pool.apply_async(_export, (nxt[0],))))
+            graph = result.get()
+            for unit in members:
+                entry = measure_unit(graph, unit, threads, policy)
+                append_journal(journal, unit.key, entry)
+                table.entries[unit.key] = entry
+                done += 1
+                if done % FOLD_EVERY == 0:
+                    save_table(table, path)
+                if progress:
+                    progress(done, len(todo))
+    save_table(table, path)
+    return BuildReport(path, done, len(units) - len(missing), len(units), time.perf_counter() - start)

@@ -1,0 +1,49 @@
+"""`nas latency validate --device host --samples N`: how well the table predicts this machine."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
+
+    from nas.cli.latency import open_device_table
+    from nas.errors import UserError
+    from predictors.latency.validate import validate
+
+    if args.samples < 4:
+        raise UserError(f"--samples: expected at least 4, got {args.samples}")
+    table, path = open_device_table(args.device, args.table)
+    out = Path(args.out) if args.out else Path("runs/latency") / f"validate-{table.device}"
+    columns = ("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               "eta", TimeRemainingColumn())
+    with Progress(*columns, disable=args.quiet) as bar:
+        task = bar.add_task("measuring subnets end to end", total=args.samples)
+        report = validate(table, path, args.samples, args.seed, out,
+                          progress=lambda done, total: bar.update(task, completed=done), store=not args.no_store)
+    for name, key in (("LUT (plain sum)", "lut_plain_sum"), ("LUT (corrected, out-of-fold)", "lut_corrected_out_of_fold"),
+                      ("FLOPs line (out-of-fold)", "flops_linear_out_of_fold")):
+        m = report[key]
+        print(f"{name:30s} within 5%: {m['within_5pct']:6.1%}  within 10%: {m['within_10pct']:6.1%}  "
+              f"MAPE: {m['mape']:6.2%}  Kendall tau: {m['kendall_tau']:.3f}")
+    c = report["correction"]
+    print(f"correction: x{c['scale']:.4f} {c['offset_us']:+.1f} us ({'stored' if c['used'] and not args.no_store else 'not used'})")
+    print(f"report: {out / 'validate.json'}  plot: {out / 'validate.png'}")
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("validate", help="compare table predictions with end-to-end measurement",
+                       description="Measure N random subnets end to end with ONNX Runtime and report, against "
+                                   "the table's prediction and a FLOPs-fitted line: % within 5% and 10%, mean abs "
+                                   "% error, Kendall tau. Fits and stores a linear correction where it helps. "
+                                   "Resumes an interrupted run from its samples.jsonl.")
+    p.add_argument("--device", default="host", help="device whose table to validate (measured here: host)")
+    p.add_argument("--table", metavar="FILE", help="a table file instead of the device's")
+    p.add_argument("--samples", type=int, default=100, help="random subnets (default 100)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", metavar="DIR", help="report folder (default runs/latency/validate-<device>)")
+    p.add_argument("--no-store", action="store_true", help="do not write the correction into the table")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=run)

@@ -1,0 +1,41 @@
+"""Which table a device name means.
+
+A table the user built or imported (`runs/latency/<device>.json`, or `$HYBRID_NAS_TABLES`) wins
+over the one shipped in the package (`predictors/latency/tables/<device>.json`), so that
+`nas latency build --device host` on a user's machine is what `--device host` then predicts.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from nas.errors import UserError
+
+SHIPPED = Path(__file__).parent / "tables"
+
+
+def user_dir() -> Path:
+    return Path(os.environ.get("HYBRID_NAS_TABLES", "runs/latency"))
+
+
+def known_devices() -> dict[str, Path]:
+    """Device name -> the table file it resolves to."""
+    found: dict[str, Path] = {}
+    for folder in (SHIPPED, user_dir()):  # later folders win
+        if folder.is_dir():
+            found.update({p.stem: p for p in sorted(folder.glob("*.json"))})
+    return dict(sorted(found.items()))
+
+
+def table_path(device: str) -> Path:
+    """The table file of `device`; an unknown device is a UserError listing the known ones."""
+    known = known_devices()
+    if device not in known:
+        names = ", ".join(known) or "none"
+        raise UserError(f"--device: unknown device {device!r} (known: {names}); build a table with "
+                        "`nas latency build --device host`")
+    return known[device]
+
+
+def default_build_path(device: str) -> Path:
+    return user_dir() / f"{device}.json"

@@ -1,0 +1,53 @@
+"""Predicted latency of an architecture from a device table.
+
+prediction = scale * (sum over units of (entry - per-call overhead) + one overhead) + offset
+
+The per-call overhead is in every unit's measurement but paid once per inference; scale and
+offset are the table's validated correction (identity until `nas latency validate` fits one).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from nas.arch.schema import ArchConfig
+from nas.blocks.units import arch_sections
+from nas.errors import UserError
+from predictors.latency.table import LatencyTable
+
+
+@dataclass(frozen=True)
+class Prediction:
+    ms: float
+    plain_ms: float  # before the correction
+    device: str
+    kind: str  # "measured" | "estimated"
+    sections: list[tuple[str, float, int]] = field(default_factory=list)  # (name, ms, units)
+    error_pct: float | None = None  # estimated tables: their stated typical error
+
+    @property
+    def label(self) -> str:
+        note = f" +/-{self.error_pct:.0f}%" if self.error_pct is not None else ""
+        return f"{self.ms:.3f} ms on {self.device} ({self.kind}{note})"
+
+
+def predict(arch: ArchConfig, table: LatencyTable, breakdown: bool = False) -> Prediction:
+    """Predicted latency of `arch`; a unit missing from the table is a UserError naming it."""
+    overhead = table.overhead_us
+    entries = table.entries
+    total_us, sections = 0.0, []
+    for name, units in arch_sections(arch):
+        us = 0.0
+        for unit in units:
+            entry = entries.get(unit.key)
+            if entry is None:
+                raise UserError(
+                    f"{table.label} table has no entry for unit {unit.key} (at {arch.resolution} px); add it with "
+                    f"`nas latency build --device host --resolutions {arch.resolution}`")
+            us += entry.us - overhead
+        total_us += us
+        if breakdown:
+            sections.append((name, us / 1000, len(units)))
+    plain = total_us + overhead
+    corrected = table.correction.scale * plain + table.correction.offset_us
+    error = (table.estimate or {}).get("error_pct")
+    return Prediction(corrected / 1000, plain / 1000, table.device, table.kind, sections, error)

@@ -1,0 +1,174 @@
+"""The latency table file: a versioned JSON record of unit timings on one device.
+
+A table says where its numbers come from (device, `measured` or `estimated`, CPU model, ONNX
+Runtime version, threads, date), the runtime's per-call overhead, the correction fitted by
+validation, and one entry per unit key. Entries carry the unit's builder arguments and input
+shapes, so a table alone is enough to rebuild and re-measure any unit (`nas latency pack`).
+
+A build appends each finished entry to a journal next to the table (one fsynced JSON line), and
+folds the journal into the table with an atomic rewrite now and then: a kill at any instant loses
+no finished entry, and a torn last journal line is ignored.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from nas.atomic import atomic_write_text
+from nas.errors import UserError
+
+SCHEMA = "hybrid-nas/latency-table/v1"
+SCHEMA_VERSION = 1
+
+
+class Entry(BaseModel):
+    """One unit's timing in microseconds (median, 10th and 90th percentile of `n` runs)."""
+
+    model_config = ConfigDict(extra="forbid")
+    us: float = Field(ge=0)
+    p10: float = Field(ge=0)
+    p90: float = Field(ge=0)
+    n: int = Field(ge=1)
+    op: str
+    args: dict[str, Any]
+    inputs: list[list[int] | None]
+    extrapolated: bool = Field(False, description="estimated tables: no calibration model has this kind of unit")
+
+
+class Correction(BaseModel):
+    """measured end-to-end = scale * (sum of unit timings less per-call overheads + one overhead)
+    + offset_us, fitted by `nas latency validate` where the plain sum is biased."""
+
+    model_config = ConfigDict(extra="forbid")
+    scale: float = 1.0
+    offset_us: float = 0.0
+    fitted_on: int = 0
+    note: str = "none fitted: prediction is the plain sum"
+
+
+class LatencyTable(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    schema_: Literal["hybrid-nas/latency-table/v1"] = Field(SCHEMA, alias="schema")
+    device: str
+    kind: Literal["measured", "estimated"]
+    cpu: str
+    ort_version: str
+    threads: int = Field(ge=1)
+    created: str
+    resolutions: list[int]
+    overhead_us: float = Field(ge=0, description="median cost of one ONNX Runtime call on a trivial model")
+    correction: Correction = Correction()
+    estimate: dict[str, Any] | None = Field(None, description="estimated tables: method, sources, error bars")
+    validation: dict[str, Any] | None = None
+    entries: dict[str, Entry] = {}
+
+    def to_json(self) -> str:
+        return json.dumps(self.model_dump(by_alias=True), indent=1, sort_keys=True) + "\n"
+
+    @property
+    def label(self) -> str:
+        """How outputs name the table: 'pixel6 (estimated)' / 'host (measured)'."""
+        return f"{self.device} ({self.kind})"
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def runtime_info(threads: int) -> dict[str, Any]:
+    import onnxruntime as ort
+
+    return {"cpu": cpu_model(), "ort_version": ort.__version__, "threads": threads}
+
+
+def new_table(device: str, kind: str, threads: int, resolutions: list[int], overhead_us: float) -> LatencyTable:
+    return LatencyTable(device=device, kind=kind, **runtime_info(threads), resolutions=sorted(resolutions),
+                        overhead_us=overhead_us, created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+
+
+def journal_path(path: Path) -> Path:
+    return path.with_name(path.name + ".journal.jsonl")
+
+
+def load_table(path: str | os.PathLike[str], with_journal: bool = False) -> LatencyTable:
+    """Read and check a table file; corrupt, truncated or newer-schema files are a UserError."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"{path}: latency table not found") from None
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read latency table ({exc.strerror})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg}); the file is corrupt or "
+                        "truncated, rebuild it with `nas latency build`") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a latency table object")
+    schema = data.get("schema")
+    if isinstance(schema, str) and schema.startswith("hybrid-nas/latency-table/v") and schema != SCHEMA:
+        raise UserError(f"{path}: table schema {schema!r} is newer than this hybrid-nas reads ({SCHEMA}); "
+                        "upgrade hybrid-nas")
+    try:
+        table = LatencyTable.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        raise UserError(f"{path}: {where}: {err['msg']}") from None
+    if with_journal:
+        table.entries.update(read_journal(journal_path(path)))
+    return table
+
+
+def read_journal(path: Path) -> dict[str, Entry]:
+    """Entries appended by an interrupted build; a torn (half-written) line is skipped."""
+    found: dict[str, Entry] = {}
+    if not path.exists():
+        return found
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+            found[record["key"]] = Entry.model_validate(record["entry"])
+        except (json.JSONDecodeError, KeyError, TypeError, ValidationError):
+            continue
+    return found
+
+
+def append_journal(path: Path, key: str, entry: Entry) -> None:
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps({"key": key, "entry": entry.model_dump()}) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def save_table(table: LatencyTable, path: str | os.PathLike[str]) -> Path:
+    """Atomic rewrite; the journal (now folded in) is removed afterwards."""
+    path = atomic_write_text(path, table.to_json())
+    journal_path(path).unlink(missing_ok=True)
+    return path
+
+
+def warn_if_foreign(table: LatencyTable, path: Path, threads: int | None = None) -> None:
+    """A measured table predicts this machine only if it was measured here, the same way."""
+    if table.kind != "measured":
+        return
+    here = runtime_info(table.threads)
+    diffs = [f"{k} {getattr(table, k)!r} vs here {here[k]!r}" for k in ("cpu", "ort_version")
+             if getattr(table, k) != here[k]]
+    if diffs:
+        print(f"warning: {path}: measured on another runtime ({'; '.join(diffs)}); predictions may not "
+              "hold here", file=sys.stderr)

@@ -1,0 +1,219 @@
+"""`nas latency validate`: table predictions against end-to-end measurement of random subnets.
+
+N members of the hybrid space (at the table's resolutions) are exported as users export them
+(`nas export`: inference form, dynamic batch) and timed end to end with the same ONNX Runtime
+settings as the table; each sample is appended to a journal so an interrupted run resumes.
+
+Two predictors are compared on the same samples, both out-of-fold (2-fold: fitted on one half,
+scored on the other, so neither is graded on what it was fitted on):
+- the table: the plain sum of units (less per-call overheads, plus one), then a linear
+  correction `scale * sum + offset` where the plain sum is biased (fusion across unit boundaries,
+  cache effects); the correction fitted on all samples is stored in the table;
+- the baseline users would otherwise use: latency linearly fitted on fvcore FLOPs.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from nas.arch.schema import ArchConfig, parse_arch
+from nas.errors import UserError
+from predictors.latency.measure import RunPolicy, make_session, random_feeds, time_session
+from predictors.latency.predict import predict
+from predictors.latency.table import Correction, LatencyTable, save_table
+
+E2E_POLICY = RunPolicy(warmup=10, min_runs=30, min_seconds=0.3, max_runs=1000)
+
+
+@dataclass(frozen=True)
+class Sample:
+    arch_hash: str
+    resolution: int
+    flops: int
+    plain_ms: float  # table prediction before correction
+    measured_ms: float
+    p10_ms: float
+    p90_ms: float
+
+
+def sample_archs(table: LatencyTable, n: int, seed: int) -> list[ArchConfig]:
+    """n members of the hybrid space, resolution drawn from the table's resolutions."""
+    from search_spaces.hybrid import HybridSpace
+
+    space = HybridSpace(num_classes=1000)
+    resolutions = [r for r in space.resolutions if r in table.resolutions]
+    if not resolutions:
+        raise UserError(f"{table.label}: the table covers none of the space's resolutions {list(space.resolutions)}")
+    rng = random.Random(seed)
+    archs = []
+    for _ in range(n):
+        arch = space.sample(rng)
+        archs.append(parse_arch({**arch.to_dict(), "resolution": rng.choice(resolutions)}))
+    return archs
+
+
+def measure_arch(arch: ArchConfig, threads: int) -> tuple[float, float, float]:
+    """(median, p10, p90) ms of one end-to-end ONNX Runtime run of `arch` at batch 1."""
+    import torch
+
+    from nas.builder import build_model
+    from nas.export import onnx_bytes
+
+    model = onnx_bytes(build_model(arch), torch.zeros(1, 3, arch.resolution, arch.resolution), check=False)
+    session = make_session(model, threads)
+    t = time_session(session, random_feeds(session), E2E_POLICY)
+    return t.median_us / 1000, t.p10_us / 1000, t.p90_us / 1000
+
+
+def collect(table: LatencyTable, archs: list[ArchConfig], journal: Path,
+            progress: Callable[[int, int], None] | None = None) -> list[Sample]:
+    """Measure every arch not yet in `journal` (one fsynced JSON line per sample)."""
+    from nas.profile import profile_arch
+
+    done: dict[str, Sample] = {}
+    if journal.exists():
+        for line in journal.read_text().splitlines():
+            try:
+                s = Sample(**json.loads(line))
+                done[s.arch_hash] = s
+            except (json.JSONDecodeError, TypeError):
+                continue  # a torn last line from a kill
+    journal.parent.mkdir(parents=True, exist_ok=True)
+    samples = []
+    for i, arch in enumerate(archs):
+        h = arch.arch_hash()
+        if h not in done:
+            plain = predict(arch, table).plain_ms
+            med, p10, p90 = measure_arch(arch, table.threads)
+            done[h] = Sample(h, arch.resolution, profile_arch(arch)["flops"], plain, med, p10, p90)
+            with open(journal, "a") as fh:
+                fh.write(json.dumps(done[h].__dict__) + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+        samples.append(done[h])
+        if progress:
+            progress(i + 1, len(archs))
+    return samples
+
+
+def _fit_line(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    a, b = np.polyfit(x, y, 1)
+    return float(a), float(b)
+
+
+def out_of_fold(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """2-fold predictions of y from a line in x: each half predicted by the other half's fit."""
+    pred = np.empty_like(y)
+    idx = np.arange(len(y))
+    for k in (0, 1):
+        test, train = idx % 2 == k, idx % 2 != k
+        a, b = _fit_line(x[train], y[train])
+        pred[test] = a * x[test] + b
+    return pred
+
+
+def metrics(pred: np.ndarray, measured: np.ndarray) -> dict[str, float]:
+    from scipy.stats import kendalltau
+
+    err = (pred - measured) / measured
+    return {"within_5pct": float(np.mean(np.abs(err) <= 0.05)), "within_10pct": float(np.mean(np.abs(err) <= 0.10)),
+            "mape": float(np.mean(np.abs(err))), "max_abs_pct": float(np.max(np.abs(err))),
+            "mean_signed_pct": float(np.mean(err)), "kendall_tau": float(kendalltau(pred, measured).statistic)}
+
+
+def evaluate(samples: list[Sample]) -> dict[str, Any]:
+    """Figures for the plain sum, the corrected table and the FLOPs line; which correction to keep."""
+    if len(samples) < 4:
+        raise UserError(f"--samples: need at least 4 samples to fit and check a correction, got {len(samples)}")
+    plain = np.array([s.plain_ms for s in samples])
+    measured = np.array([s.measured_ms for s in samples])
+    flops = np.array([s.flops for s in samples], dtype=float)
+    corrected = out_of_fold(plain, measured)
+    flops_pred = out_of_fold(flops, measured)
+    scale, offset_ms = _fit_line(plain, measured)
+    plain_m, corrected_m = metrics(plain, measured), metrics(corrected, measured)
+    use = corrected_m["mape"] < plain_m["mape"]
+    return {
+        "samples": len(samples),
+        "lut_plain_sum": plain_m,
+        "lut_corrected_out_of_fold": corrected_m,
+        "flops_linear_out_of_fold": metrics(flops_pred, measured),
+        "correction": {"scale": scale if use else 1.0, "offset_us": offset_ms * 1000 if use else 0.0,
+                       "fitted_on": len(samples), "used": use},
+        "lut": corrected_m if use else plain_m,
+        "_series": {"measured": measured, "lut": corrected if use else plain, "flops": flops_pred},
+    }
+
+
+def machine_info() -> dict[str, Any]:
+    import onnxruntime
+    import torch
+
+    from predictors.latency.table import cpu_model
+
+    return {"cpu": cpu_model(), "cores": os.cpu_count(), "platform": platform.platform(),
+            "python": platform.python_version(), "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
+            "numpy": np.__version__}
+
+
+def plot(result: dict[str, Any], table: LatencyTable, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    s = result["_series"]
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    lo, hi = 0.8 * s["measured"].min(), 1.2 * s["measured"].max()
+    ax.plot([lo, hi], [lo, hi], "k-", lw=0.8, label="exact")
+    ax.fill_between([lo, hi], [lo * 0.9, hi * 0.9], [lo * 1.1, hi * 1.1], color="0.9", label="±10%")
+    lut, fl = result["lut"], result["flops_linear_out_of_fold"]
+    ax.scatter(s["measured"], s["flops"], s=12, c="tab:orange", alpha=0.7,
+               label=f"FLOPs line: {fl['within_10pct']:.0%} within 10%, tau {fl['kendall_tau']:.2f}")
+    ax.scatter(s["measured"], s["lut"], s=12, c="tab:blue",
+               label=f"LUT: {lut['within_10pct']:.0%} within 10%, tau {lut['kendall_tau']:.2f}")
+    ax.set(xscale="log", yscale="log", xlabel="measured end-to-end (ms)", ylabel="predicted (ms)",
+           title=f"{table.label}, {result['samples']} random subnets")
+    ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def validate(table: LatencyTable, table_path: Path, n: int, seed: int, out_dir: Path,
+             progress: Callable[[int, int], None] | None = None, store: bool = True) -> dict[str, Any]:
+    """Measure, compare, write report JSON + PNG into out_dir and (store) the correction into the table."""
+    if table.kind != "measured":
+        raise UserError(f"{table_path}: only a measured table can be validated here ({table.label})")
+    archs = sample_archs(table, n, seed)
+    samples = collect(table, archs, out_dir / "samples.jsonl", progress)
+    result = evaluate(samples)
+    plot(result, table, out_dir / "validate.png")
+    series = result.pop("_series")
+    report = {"table": str(table_path), "device": table.device, "kind": table.kind, "table_created": table.created,
+              "threads": table.threads, "seed": seed, "machine": machine_info(), **result,
+              "points": [{"arch_hash": s.arch_hash, "resolution": s.resolution, "flops": s.flops,
+                          "measured_ms": s.measured_ms, "p10_ms": s.p10_ms, "p90_ms": s.p90_ms,
+                          "plain_ms": s.plain_ms, "lut_ms": float(l), "flops_ms": float(f)}
+                         for s, l, f in zip(samples, series["lut"], series["flops"])]}
+    from nas.atomic import atomic_write_text
+
+    atomic_write_text(out_dir / "validate.json", json.dumps(report, indent=1) + "\n")
+    if store:
+        c = result["correction"]
+        table.correction = Correction(
+            scale=c["scale"], offset_us=c["offset_us"], fitted_on=c["fitted_on"],
+            note=("fitted by `nas latency validate`: the plain sum was biased" if c["used"]
+                  else "none: the plain sum was not improved by a linear correction"))
+        table.validation = {k: round(v, 4) for k, v in result["lut"].items()} | {
+            "samples": result["samples"], "flops_baseline_within_10pct": round(
+                result["flops_linear_out_of_fold"]["within_10pct"], 4)}
+        save_table(table, table_path)
+    return report
