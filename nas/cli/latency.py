@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
+import contextlib
+import importlib
 from pathlib import Path
+from typing import Callable, Iterator
 
 from nas.errors import UserError
 
@@ -29,9 +31,19 @@ def open_device_table(device: str | None, table: str | None):
     return loaded, path
 
 
-def run_build(args: argparse.Namespace) -> int:
+@contextlib.contextmanager
+def counting_bar(description: str, quiet: bool) -> Iterator[Callable[[int, int], None]]:
+    """A progress bar with count, elapsed time and ETA; yields the `progress(done, total)` callback
+    that long jobs (table build, validation) report to."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
 
+    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), "eta", TimeRemainingColumn(), disable=quiet) as bar:
+        task = bar.add_task(description, total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
+
+
+def run_build(args: argparse.Namespace) -> int:
     from predictors.latency.build import build_table, default_resolutions
     from predictors.latency.devices import default_build_path
     from predictors.latency.measure import RunPolicy
@@ -40,12 +52,9 @@ def run_build(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else default_build_path(args.device)
     if args.threads < 1:
         raise UserError(f"--threads: expected a positive integer, got {args.threads}")
-    columns = ("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               "eta", TimeRemainingColumn())
-    with Progress(*columns, disable=args.quiet, transient=False) as bar:
-        task = bar.add_task(f"measuring {args.device} units", total=None)
+    with counting_bar(f"measuring {args.device} units", args.quiet) as progress:
         report = build_table(out, args.device, args.threads, resolutions, RunPolicy(), limit=args.limit,
-                             progress=lambda done, total: bar.update(task, completed=done, total=total))
+                             progress=progress)
     print(f"{report.path}: {report.measured} units measured in {report.seconds:.0f} s, {report.skipped} already there, "
           f"{report.total} needed for resolutions {','.join(map(str, resolutions))}")
     return 0
@@ -132,10 +141,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     sh = s.add_parser("show", help="a table's provenance and contents", description="Summarise a latency table.")
     _common(sh)
     sh.set_defaults(func=run_show)
+    # The longer sub-commands live next to the code they drive.
     for extra in ("validate", "estimate", "pack", "import"):
-        module = f"predictors.latency.cli_{extra}"
-        try:
-            __import__(module)
-        except ModuleNotFoundError:
-            continue
-        sys.modules[module].add_parser(s)
+        importlib.import_module(f"predictors.latency.cli_{extra}").add_parser(s)

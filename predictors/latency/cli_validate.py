@@ -6,9 +6,7 @@ from pathlib import Path
 
 
 def run(args: argparse.Namespace) -> int:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
-
-    from nas.cli.latency import open_device_table
+    from nas.cli.latency import counting_bar, open_device_table
     from nas.errors import UserError
     from predictors.latency.validate import validate
 
@@ -16,12 +14,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--samples: expected at least 4, got {args.samples}")
     table, path = open_device_table(args.device, args.table)
     out = Path(args.out) if args.out else Path("runs/latency") / f"validate-{table.device}"
-    columns = ("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               "eta", TimeRemainingColumn())
-    with Progress(*columns, disable=args.quiet) as bar:
-        task = bar.add_task("measuring subnets end to end", total=args.samples)
-        report = validate(table, path, args.samples, args.seed, out,
-                          progress=lambda done, total: bar.update(task, completed=done), store=not args.no_store)
+    with counting_bar("measuring subnets end to end", args.quiet) as progress:
+        report = validate(table, path, args.samples, args.seed, out, progress=progress, store=not args.no_store)
     for name, key in (("LUT (plain sum)", "lut_plain_sum"), ("LUT (corrected, out-of-fold)", "lut_corrected_out_of_fold"),
                       ("FLOPs line (out-of-fold)", "flops_linear_out_of_fold")):
         m = report[key]

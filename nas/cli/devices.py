@@ -1,0 +1,74 @@
+"""`nas devices`: the latency tables this installation knows, where their numbers come from, how good they are."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+VALIDATION_FIELDS = ("within_5pct", "within_10pct", "mape", "kendall_tau")
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)
+
+
+def describe(device: str, path: Path) -> dict[str, str]:
+    """One row of the listing; a table that cannot be read gives a row holding its error."""
+    from nas.errors import UserError
+    from predictors.latency.table import load_table
+
+    row = {"device": device, "file": str(path)}
+    try:
+        table = load_table(path)
+    except UserError as exc:
+        return {**row, "kind": "error", "error": str(exc)}
+    est = table.estimate or {}
+    if table.kind == "estimated":
+        source = f"estimate: {est.get('fit', est.get('method', '?'))} from {est.get('from', {}).get('device', '?')}"
+    else:
+        source = f"cpu: {table.cpu}, ort {table.ort_version}, {table.threads} thread(s)"
+    validation = table.validation or {}
+    return {**row, "kind": table.kind, "source": source, "entries": str(len(table.entries)),
+            "resolutions": ",".join(map(str, table.resolutions)) or "-",
+            **{f: _fmt(validation.get(f)) for f in VALIDATION_FIELDS},
+            "loo_error_pct": _fmt(est.get("error_pct")) if table.kind == "estimated" else "-"}
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from predictors.latency.devices import known_devices
+
+    rows = [describe(d, p) for d, p in known_devices().items()]
+    if args.json:
+        import json
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print("no latency tables found; build one with `nas latency build --device host`")
+        return 0
+    out = Table(title="latency tables (estimated ones are not measurements)")
+    cols = ("device", "kind", "source", "entries", "resolutions", *VALIDATION_FIELDS, "loo_error_pct")
+    for col in cols:
+        out.add_column(col.replace("_", " "), overflow="fold")
+    for row in rows:
+        if row["kind"] == "error":
+            out.add_row(row["device"], "[red]error[/red]", row["error"], *["-"] * (len(cols) - 3))
+        else:
+            out.add_row(*(row[c] for c in cols))
+    Console(width=200).print(out)
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("devices", help="list the devices with latency tables",
+                       description="List known latency tables (user-built ones override shipped ones): kind, "
+                                   "source, size, validation figures and, for estimated tables, their "
+                                   "leave-one-out error.")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=run)

@@ -1,0 +1,39 @@
+"""`nas latency pack`: a zip of the table's unit models and a runner, to measure a device where it is."""
+from __future__ import annotations
+
+import argparse
+
+
+def run_pack(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from nas.cli.latency import _resolutions, open_device_table
+    from nas.errors import UserError
+    from predictors.latency.probe import select_keys, write_pack
+
+    if args.limit is not None and args.limit < 1:
+        raise UserError(f"--limit: expected a positive integer, got {args.limit}")
+    table, path = open_device_table(args.device, args.table)
+    resolutions = _resolutions(args.resolutions) if args.resolutions else None
+    keys = select_keys(table, resolutions, args.limit)
+    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  disable=args.quiet) as bar:
+        task = bar.add_task("exporting unit models", total=len(keys))
+        report = write_pack(table, args.out, keys, progress=lambda done, total: bar.update(task, completed=done))
+    print(f"{report.path}: {report.models} unit models of {table.label} table {path} "
+          f"({report.bytes / 1e6:.1f} MB); unzip it on the device and follow its README.md")
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("pack", help="zip the table's unit models and a runner for a real device",
+                       description="Export one static ONNX model per table entry, a manifest, a runner script "
+                                   "(ONNX Runtime, writes results.csv) and instructions, into one zip. Measure on "
+                                   "the device, then `nas latency import results.csv --device DEVICE`.")
+    p.add_argument("--device", default="pixel6", help="device whose table's units to pack (default pixel6)")
+    p.add_argument("--table", metavar="FILE", help="a table file instead of the device's")
+    p.add_argument("--out", required=True, metavar="ZIP", help="output zip file")
+    p.add_argument("--resolutions", metavar="R,...", help="only the units the space and zoo need at these resolutions")
+    p.add_argument("--limit", type=int, help="only the first N entries (quick checks)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run_pack)
