@@ -40,15 +40,15 @@ def variants(host) -> dict[str, dict]:
     out = {}
     points = pixel6.calibration_points(host)
     for method in pixel6.FITS:
-        out[f"{method}, lite2@224"] = pixel6.calibrate(points, method)
-    lite2_260 = [a if a.zoo != "efficientnet_lite2" else pixel6.Anchor(a.zoo, a.model, 260) for a in pixel6.ANCHORS]
+        out[f"{method}, lite2@260"] = pixel6.calibrate(points, method)
+    lite2_224 = [a if a.zoo != "efficientnet_lite2" else pixel6.Anchor(a.zoo, a.model, 224) for a in pixel6.ANCHORS]
     try:
-        points_260 = pixel6.calibration_points(host, lite2_260)
+        points_224 = pixel6.calibration_points(host, lite2_224)
     except UserError as exc:
-        out["lite2@260"] = {"skipped": str(exc)}
+        out["lite2@224"] = {"skipped": str(exc)}
     else:
         for method in pixel6.FITS:
-            out[f"{method}, lite2@260"] = pixel6.calibrate(points_260, method)
+            out[f"{method}, lite2@224"] = pixel6.calibrate(points_224, method)
     return {k: {f: v.get(f) for f in ("a", "b_ms", "loo_error_pct", "error_pct", "points", "skipped") if f in v}
             for k, v in out.items()}
 

@@ -99,8 +99,8 @@ def evaluate_model(model: nn.Module, split: Split, resolution: int, batch_size: 
 class SubnetEvaluator:
     """Inherited-weight accuracy of many members of one supernet on one split."""
 
-    def __init__(self, supernet: Supernet, data: Dataset, split: str = "val", calib_batches: int = 8,
-                 batch_size: int = 256) -> None:
+    def __init__(self, supernet: Supernet, data: Dataset, split: str = "val", calib_batches: int = 4,
+                 batch_size: int = 128) -> None:
         if split not in ("val", "test"):
             raise UserError(f"split: {split!r} is not one of [val, test]")
         self.supernet = supernet.eval()

@@ -24,6 +24,7 @@ from predictors.latency.unit_export import SPATIALLY_GENERIC_OPS, export_key, wi
 from predictors.latency.table import (Entry, LatencyTable, append_journal, journal_path, load_table, new_table,
                                       save_table)
 
+NOISY_SPREAD = 1.3  # p90/p10 above this: something else ran during the timing; time it again
 FOLD_EVERY = 500  # journal entries between atomic rewrites of the table file
 LOOKAHEAD = 4  # units exported ahead of the one being measured
 
@@ -54,6 +55,12 @@ def needed_units(resolutions: Iterable[int], num_classes: int = 1000) -> dict[st
     for name in zoo_names():
         arch = load_zoo(name)
         if arch.resolution in resolutions:
+            units.update((u.key, u) for u in arch_units(arch))
+    from predictors.latency.pixel6 import ANCHORS  # device calibration models at their published size
+
+    for anchor in ANCHORS:
+        if anchor.resolution in resolutions:
+            arch = load_zoo(anchor.zoo).model_copy(update={"resolution": anchor.resolution})
             units.update((u.key, u) for u in arch_units(arch))
     return dict(sorted(units.items()))
 
@@ -86,6 +93,7 @@ class BuildReport:
     skipped: int
     total: int
     seconds: float
+    retimed: int = 0
 
 
 def open_or_create(path: Path, device: str, threads: int, resolutions: list[int]) -> LatencyTable:
@@ -150,4 +158,27 @@ def build_table(path: Path, device: str = "host", threads: int = 1, resolutions:
                 if progress:
                     progress(done, len(todo))
     save_table(table, path)
-    return BuildReport(path, done, len(units) - len(missing), len(units), time.perf_counter() - start)
+    retimed = retime_noisy(table, path, threads, policy, units)
+    return BuildReport(path, done, len(units) - len(missing), len(units), time.perf_counter() - start, retimed)
+
+
+def retime_noisy(table: LatencyTable, path: Path, threads: int, policy: RunPolicy, units: dict[str, Unit]) -> int:
+    """Time again every entry whose spread shows interference (a neighbour's burst can raise a
+    whole timing window), keeping the lower median: interference only ever adds time. An entry
+    retimed once is not retimed again on a later run, so the pass ends."""
+    noisy = [u for k, u in units.items() if k in table.entries and not table.entries[k].retimed
+             and table.entries[k].p90 > NOISY_SPREAD * table.entries[k].p10]
+    groups: dict[str, list[Unit]] = {}
+    for unit in noisy:
+        groups.setdefault(export_key(unit), []).append(unit)
+    journal = journal_path(path)
+    for members in groups.values():
+        graph = _export(members[0])
+        for unit in members:
+            again = measure_unit(graph, unit, threads, policy)
+            old = table.entries[unit.key]
+            best = again if again.us < old.us else old
+            table.entries[unit.key] = best.model_copy(update={"retimed": True})
+            append_journal(journal, unit.key, table.entries[unit.key])
+    save_table(table, path)
+    return len(noisy)

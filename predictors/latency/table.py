@@ -40,6 +40,7 @@ class Entry(BaseModel):
     args: dict[str, Any]
     inputs: list[list[int] | None]
     extrapolated: bool = Field(False, description="estimated tables: no calibration model has this kind of unit")
+    retimed: bool = Field(False, description="timed twice (the first timing was noisy); the lower median kept")
 
 
 class Correction(BaseModel):

@@ -17,7 +17,7 @@ import json
 import os
 import platform
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -97,7 +97,8 @@ def collect(table: LatencyTable, archs: list[ArchConfig], journal: Path,
                 fh.write(json.dumps(done[h].__dict__) + "\n")
                 fh.flush()
                 os.fsync(fh.fileno())
-        samples.append(done[h])
+        # The table may have changed since the sample was measured (retimed entries): predict anew.
+        samples.append(replace(done[h], plain_ms=predict(arch, table).plain_ms))
         if progress:
             progress(i + 1, len(archs))
     return samples

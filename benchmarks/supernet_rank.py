@@ -1,0 +1,203 @@
+"""Does the supernet rank architectures as standalone training does? (issue 8's acceptance check)
+
+Recipe (every step resumable: re-run the same command after an interruption):
+
+  1. train the supernet of the `proxy` space on the shared proxy dataset (imagenette2-64, 64 px):
+     `nas supernet train --space proxy --epochs 10 --batch-size 64 --num-random 1` (sandwich rule,
+     in-place distillation, AdamW 2e-3 + cosine, label smoothing 0.1); budget: <= 2 h on 2 CPU cores;
+  2. pick --archs members spread over the space: 120 seeded samples, sorted by parameter count,
+     taken at evenly spaced quantiles, stage 2/3 families alternating so that every family appears;
+  3. rate each with inherited weights (BN recalibrated on 4 x 128 training images) on the val split;
+  4. train each standalone from scratch with one short identical recipe (`nas train --epochs
+     --standalone-epochs --batch-size 64`, same seed) and read its val accuracy;
+  5. Kendall tau between the two rankings (target >= 0.6), plus the training throughput (images/s,
+     forward + backward + AdamW step at batch 64) of the largest and smallest members, both through
+     the supernet and as extracted standalone networks.
+
+Writes benchmarks/results/supernet_rank.json and supernet_rank.png.
+
+    python benchmarks/supernet_rank.py                  # the full recipe (hours; see --help)
+    python benchmarks/supernet_rank.py --smoke          # minutes: proves the pipeline end to end
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from nas.arch import save_arch  # noqa: E402
+from nas.cli.main import main as nas  # noqa: E402
+from nas.data import default_data_root, load_dataset  # noqa: E402
+from nas.profile import count_params  # noqa: E402
+from nas.supernet import Supernet, resolve_space  # noqa: E402
+from nas.supernet.evaluate import SubnetEvaluator, load_supernet  # noqa: E402
+from nas.builder import build_model  # noqa: E402
+
+
+def pick_archs(space, count: int, seed: int = 0) -> list:
+    """`count` members at evenly spaced parameter-count quantiles, alternating families."""
+    pool = [space.sample(seed * 100_000 + i) for i in range(120)]
+    sized = sorted(pool, key=lambda a: count_params(build_model(a)))
+    families = [f for f in space.stages[2].families]
+    picked, used = [], set()
+    for k in range(count):
+        target = round(k * (len(sized) - 1) / max(1, count - 1))
+        want = families[k % len(families)]
+        # nearest member to the quantile whose stage-2 family is the wanted one (else the quantile's)
+        order = sorted(range(len(sized)), key=lambda j: abs(j - target))
+        j = next((j for j in order if sized[j].stages[2].block == want and j not in used), target)
+        while j in used:
+            j = next(i for i in order if i not in used)
+        used.add(j)
+        picked.append(sized[j].model_copy(update={"name": f"rank{k:02d}-{sized[j].arch_hash()[:8]}"}))
+    return picked
+
+
+def throughput(model: torch.nn.Module, resolution: int, batch: int, steps: int) -> float:
+    """Training images/s: forward, backward, AdamW step (after one warm-up step)."""
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    x, y = torch.randn(batch, 3, resolution, resolution), torch.randint(0, 10, (batch,))
+    for i in range(steps + 1):
+        if i == 1:
+            tic = time.perf_counter()
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    return steps * batch / (time.perf_counter() - tic)
+
+
+def kendall_tau(a: list[float], b: list[float]) -> float:
+    from scipy.stats import kendalltau
+
+    return float(kendalltau(a, b).statistic)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default=str(default_data_root()))
+    p.add_argument("--space", default="proxy")
+    p.add_argument("--epochs", type=int, default=10, help="supernet epochs (default 10)")
+    p.add_argument("--standalone-epochs", type=int, default=4, help="standalone epochs per arch (default 4)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--num-random", type=int, default=1)
+    p.add_argument("--archs", type=int, default=12)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--runs", default=str(ROOT / "runs" / "supernet_rank"))
+    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "supernet_rank.json"))
+    p.add_argument("--smoke", action="store_true", help="tiny space, 1 epoch each, 4 archs, a 300-image "
+                                                        "subset: checks the pipeline, measures nothing")
+    args = p.parse_args()
+    runs = Path(args.runs)
+    data_root = Path(args.data)
+    if args.smoke:
+        sys.path.insert(0, str(ROOT / "tests"))
+        from test_data import write_subset
+
+        data_root = write_subset(runs / "smoke-data") if not (runs / "smoke-data" / "classes.json").exists() \
+            else runs / "smoke-data"
+        args.space, args.epochs, args.standalone_epochs, args.archs = "tiny", 1, 1, 4
+        args.batch_size = 32
+        args.out = str(runs / "smoke.json")
+    started = time.perf_counter()
+    common = ["--data", str(data_root), "--batch-size", str(args.batch_size), "--seed", str(args.seed), "--quiet"]
+
+    # 1. supernet (resumes if interrupted)
+    sn_dir = runs / f"supernet-{args.space}"
+    tic = time.perf_counter()
+    code = nas(["supernet", "train", "--space", args.space, "--epochs", str(args.epochs), "--out", str(sn_dir),
+                "--num-random", str(args.num_random), "--checkpoint-every", "50", *common])
+    if code:
+        return code
+    supernet_metrics = json.loads((sn_dir / "metrics.json").read_text())
+    print(f"supernet: {supernet_metrics['train_time_s'] / 3600:.2f} h of training "
+          f"({time.perf_counter() - tic:.0f} s this session)")
+
+    # 2-3. members and their inherited-weight accuracy
+    data = load_dataset(data_root)
+    supernet = load_supernet(sn_dir / "supernet.pt")
+    space = supernet.space
+    archs = pick_archs(space, args.archs, args.seed)
+    evaluator = SubnetEvaluator(supernet, data, "val", calib_batches=4, batch_size=128)
+    rows = []
+    for arch in archs:
+        tic = time.perf_counter()
+        inherited = evaluator.evaluate(arch)
+        rows.append({"name": arch.name, "arch_hash": arch.arch_hash(), "params": count_params(build_model(arch)),
+                     "families": [s.block for s in arch.stages], "supernet_val_acc": inherited["acc"],
+                     "supernet_eval_s": round(time.perf_counter() - tic, 2)})
+        print(f"{arch.name}: inherited val acc {100 * inherited['acc']:.2f}%")
+
+    # 4. standalone training, one short identical recipe (each run resumes if interrupted)
+    arch_dir = runs / "archs"
+    for arch, row in zip(archs, rows):
+        path = save_arch(arch, arch_dir / f"{arch.name}.json")
+        out = runs / "standalone" / arch.name
+        code = nas(["train", str(path), "--epochs", str(args.standalone_epochs), "--out", str(out), *common])
+        if code:
+            return code
+        metrics = json.loads((out / "metrics.json").read_text())
+        row.update(standalone_val_acc=metrics["val_acc"], standalone_test_acc=metrics["test_acc"],
+                   standalone_train_s=metrics["train_time_s"])
+        print(f"{arch.name}: standalone val acc {100 * metrics['val_acc']:.2f}%")
+
+    tau = kendall_tau([r["supernet_val_acc"] for r in rows], [r["standalone_val_acc"] for r in rows])
+
+    # 5. throughput of the extremes
+    res = max(space.resolutions)
+    speed = {}
+    for which, arch in (("largest", space.largest()), ("smallest", space.smallest())):
+        fresh = Supernet(space)
+        fresh.set_active(arch)
+        speed[which] = {"supernet_images_per_s": round(throughput(fresh, res, args.batch_size, 3), 1),
+                        "standalone_images_per_s": round(throughput(build_model(arch), res, args.batch_size, 3), 1),
+                        "params": count_params(build_model(arch))}
+        print(f"{which}: {speed[which]}")
+
+    report = {
+        "kendall_tau": tau, "target": 0.6, "passed": tau >= 0.6, "smoke": args.smoke, "archs": rows,
+        "throughput_batch": args.batch_size, "throughput": speed,
+        "supernet": {"space": args.space, "epochs": args.epochs, "num_random": args.num_random,
+                     "train_time_s": supernet_metrics["train_time_s"],
+                     "images_per_s": supernet_metrics["images_per_s"],
+                     "largest_val_acc": supernet_metrics["largest_val_acc"],
+                     "smallest_val_acc": supernet_metrics["smallest_val_acc"]},
+        "standalone_epochs": args.standalone_epochs, "data": data.describe(),
+        "machine": {"cpu_threads": torch.get_num_threads(), "python": platform.python_version(),
+                    "torch": torch.__version__, "platform": platform.platform()},
+        "wall_time_s": round(time.perf_counter() - started, 1),
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    _plot(rows, tau, out.with_suffix(".png"))
+    print(f"Kendall tau {tau:.3f} over {len(rows)} archs -> {out}")
+    return 0
+
+
+def _plot(rows: list[dict], tau: float, path: Path) -> None:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5, 4))
+    ax = fig.subplots()
+    ax.scatter([100 * r["standalone_val_acc"] for r in rows], [100 * r["supernet_val_acc"] for r in rows])
+    for r in rows:
+        ax.annotate(r["name"][:6], (100 * r["standalone_val_acc"], 100 * r["supernet_val_acc"]), fontsize=7)
+    ax.set(xlabel="standalone val top-1 (%)", ylabel="supernet-inherited val top-1 (%)",
+           title=f"Kendall tau = {tau:.2f}")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

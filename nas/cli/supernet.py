@@ -1,0 +1,136 @@
+"""`nas supernet train|eval`: train the weight-sharing supernet; rate members with inherited weights.
+
+    nas supernet train --data D --epochs E --out runs/NAME [--space hybrid|proxy|tiny|FILE]
+    nas supernet eval --supernet runs/NAME/supernet.pt ARCH.json [ARCH.json ...] [--out evals.json]
+
+`train` leaves in the run folder the engine's run.json, checkpoint.pt (every --checkpoint-every
+steps and each epoch end: model, optimizer, scheduler, RNG, data position), metrics.jsonl and
+curves.png, and at the end supernet.pt (space + weights) and metrics.json. Running the same command
+again resumes exactly; under `torchrun --nproc_per_node N` it trains with DDP.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from nas.arch import load_arch
+from nas.atomic import atomic_write, atomic_write_text
+from nas.data import default_data_root, load_dataset
+from nas.errors import UserError
+from nas.train import DistEnv, make_recipe
+
+
+def run_train(args: argparse.Namespace) -> int:
+    env = DistEnv.from_env()
+    try:
+        return _train(args, env)
+    finally:
+        env.close()
+
+
+def _train(args: argparse.Namespace, env: DistEnv) -> int:
+    from nas.supernet import Supernet, resolve_space
+    from nas.supernet.evaluate import supernet_file
+    from nas.supernet.trainer import Sandwich, SupernetTrainer
+
+    started = time.perf_counter()
+    data = load_dataset(args.data or default_data_root())
+    space = resolve_space(args.space, data.num_classes)
+    sandwich = Sandwich(num_random=args.num_random, kd_temperature=args.kd_temperature,
+                        calib_batches=args.calib_batches)
+    recipe = make_recipe(epochs=args.epochs, resolution=max(space.resolutions), batch_size=args.batch_size,
+                         lr=args.lr, weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
+                         label_smoothing=args.label_smoothing, clip_grad=args.clip_grad, seed=args.seed)
+    out = Path(args.out)
+    supernet = Supernet(space, seed=args.seed)
+    trainer = SupernetTrainer(supernet, data, recipe, out, sandwich=sandwich, log_every=args.log_every,
+                              checkpoint_every=args.checkpoint_every, verbose=not args.quiet, dist_env=env)
+    summary = trainer.fit()
+    smallest = trainer.evaluate_member(space.smallest(), data.val)
+    if not env.is_main:
+        return 0
+    state = supernet_file(trainer.module.cpu())
+    atomic_write(out / "supernet.pt", lambda tmp: torch.save(state, tmp))
+    report = {**summary, "largest_val_acc": summary["val_acc"], "smallest_val_acc": smallest["acc"],
+              "space": space.name, "params": sum(p.numel() for p in supernet.parameters()),
+              "recipe": recipe.model_dump(mode="json"), "sandwich": trainer.identity["sandwich"],
+              "data": data.describe(), "wall_time_s": round(time.perf_counter() - started, 3)}
+    atomic_write_text(out / "metrics.json", json.dumps(report, indent=2) + "\n")
+    print(f"supernet ({space.name}): largest val acc {100 * (summary['val_acc'] or 0):.2f}%  smallest "
+          f"{100 * smallest['acc']:.2f}%  {summary['images_per_s'] or 0:.1f} img/s  -> {out}/supernet.pt")
+    return 0
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from nas.supernet.evaluate import SubnetEvaluator, load_supernet
+
+    archs = [load_arch(a) for a in args.archs]  # bad files fail before the slow loads
+    supernet = load_supernet(args.supernet)
+    data = load_dataset(args.data or default_data_root())
+    if data.num_classes != supernet.space.num_classes:
+        raise UserError(f"{args.data or default_data_root()}: {data.num_classes} classes, the supernet "
+                        f"predicts {supernet.space.num_classes}")
+    evaluator = SubnetEvaluator(supernet, data, args.split, args.calib_batches, args.batch_size)
+    results = []
+    for ref, arch in zip(args.archs, archs):
+        tic = time.perf_counter()
+        result = {"file": str(ref), **evaluator.evaluate(arch), "seconds": round(time.perf_counter() - tic, 3)}
+        results.append(result)
+        print(f"{ref}: {args.split} acc {100 * result['acc']:.2f}%  loss {result['loss']:.4f}  "
+              f"({result['seconds']:.2f} s)")
+    if args.out:
+        atomic_write_text(args.out, json.dumps({"supernet": str(args.supernet), "split": args.split,
+                                                "calib_batches": args.calib_batches, "results": results},
+                                               indent=2) + "\n")
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("supernet", help="train the weight-sharing supernet / evaluate members with it",
+                       description="Weight-sharing supernet over the hybrid space: `train` (sandwich rule, "
+                                   "in-place distillation; resumable; DDP under torchrun) and `eval` (inherited "
+                                   "weights + BatchNorm recalibration).")
+    commands = p.add_subparsers(dest="supernet_command", metavar="{train,eval}", parser_class=type(p))
+    commands.required = True
+
+    t = commands.add_parser("train", help="train a supernet (re-run the same command to resume)",
+                            description="Train the supernet of --space on the data's train split with the "
+                                        "sandwich rule (largest on labels; smallest and --num-random random members "
+                                        "distilled from it), AdamW + warmup-cosine. Writes checkpoint.pt, "
+                                        "metrics.jsonl, curves.png, and at the end supernet.pt and metrics.json "
+                                        "to --out. Under `torchrun --nproc_per_node N` it runs DDP.")
+    t.add_argument("--data", metavar="DIR", help="dataset folder (default: $HYBRID_NAS_DATA or the proxy)")
+    t.add_argument("--epochs", type=int, required=True)
+    t.add_argument("--out", metavar="DIR", required=True, help="run folder")
+    t.add_argument("--space", default="hybrid", help="hybrid (default), proxy, tiny, or a JSON space file")
+    t.add_argument("--batch-size", type=int, default=128, help="global batch size (default 128)")
+    t.add_argument("--lr", type=float, default=2e-3, help="AdamW peak learning rate (default 2e-3)")
+    t.add_argument("--weight-decay", type=float, default=0.05, help="(default 0.05)")
+    t.add_argument("--warmup-epochs", type=float, default=1.0, help="(default 1)")
+    t.add_argument("--label-smoothing", type=float, default=0.1, help="for the largest member (default 0.1)")
+    t.add_argument("--clip-grad", type=float, default=1.0, help="max gradient norm, 0 = off (default 1)")
+    t.add_argument("--num-random", type=int, default=2, help="random members per step (default 2)")
+    t.add_argument("--kd-temperature", type=float, default=1.0, help="in-place distillation temperature")
+    t.add_argument("--calib-batches", type=int, default=4, help="BN recalibration batches at validation")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--log-every", type=int, default=10, help="steps between metrics.jsonl lines")
+    t.add_argument("--checkpoint-every", type=int, default=100, help="steps between checkpoints (default 100)")
+    t.add_argument("--quiet", action="store_true", help="no progress bar or epoch lines")
+    t.set_defaults(func=run_train)
+
+    e = commands.add_parser("eval", help="accuracy of members with inherited weights",
+                            description="For each ARCH: extract it from the supernet, recalibrate BatchNorm on "
+                                        "--calib-batches training batches, report accuracy on --split.")
+    e.add_argument("archs", nargs="+", metavar="ARCH", help="architecture JSON files (members of the space)")
+    e.add_argument("--supernet", required=True, metavar="CKPT",
+                   help="supernet.pt, a training checkpoint.pt, or a run folder")
+    e.add_argument("--data", metavar="DIR", help="dataset folder (default: as train)")
+    e.add_argument("--split", default="val", choices=("val", "test"))
+    e.add_argument("--calib-batches", type=int, default=4, help="BN recalibration batches (default 4)")
+    e.add_argument("--batch-size", type=int, default=128, help="calibration and evaluation batch (default 128)")
+    e.add_argument("--out", metavar="FILE", help="write the results as JSON")
+    e.set_defaults(func=run_eval)
