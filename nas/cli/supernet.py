@@ -20,6 +20,7 @@ import torch
 from nas.arch import load_arch
 from nas.atomic import atomic_write, atomic_write_text
 from nas.data import default_data_root, load_dataset
+from nas.cli.train import add_recipe_arguments
 from nas.errors import UserError
 from nas.train import DistEnv, make_recipe
 
@@ -107,12 +108,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--epochs", type=int, required=True)
     t.add_argument("--out", metavar="DIR", required=True, help="run folder")
     t.add_argument("--space", default="hybrid", help="hybrid (default), proxy, tiny, or a JSON space file")
-    t.add_argument("--batch-size", type=int, default=128, help="global batch size (default 128)")
-    t.add_argument("--lr", type=float, default=2e-3, help="AdamW peak learning rate (default 2e-3)")
-    t.add_argument("--weight-decay", type=float, default=0.05, help="(default 0.05)")
-    t.add_argument("--warmup-epochs", type=float, default=1.0, help="(default 1)")
-    t.add_argument("--label-smoothing", type=float, default=0.1, help="for the largest member (default 0.1)")
-    t.add_argument("--clip-grad", type=float, default=1.0, help="max gradient norm, 0 = off (default 1)")
+    add_recipe_arguments(t)
     t.add_argument("--num-random", type=int, default=2, help="random members per step (default 2)")
     t.add_argument("--kd-temperature", type=float, default=1.0, help="in-place distillation temperature")
     t.add_argument("--calib-batches", type=int, default=4, help="BN recalibration batches at validation")

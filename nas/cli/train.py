@@ -102,6 +102,16 @@ def _report(arch: ArchConfig, recipe: dict[str, Any], data: dict[str, Any], summ
     }
 
 
+def add_recipe_arguments(p: argparse.ArgumentParser) -> None:
+    """The optimisation recipe flags shared by `nas train` and `nas supernet train`."""
+    p.add_argument("--batch-size", type=int, default=128, help="global batch size (default 128)")
+    p.add_argument("--lr", type=float, default=2e-3, help="AdamW peak learning rate (default 2e-3)")
+    p.add_argument("--weight-decay", type=float, default=0.05, help="(default 0.05)")
+    p.add_argument("--warmup-epochs", type=float, default=1.0, help="linear warmup, then cosine (default 1)")
+    p.add_argument("--label-smoothing", type=float, default=0.1, help="(default 0.1; supernet: the largest member's)")
+    p.add_argument("--clip-grad", type=float, default=1.0, help="max gradient norm, 0 = off (default 1)")
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train one architecture standalone (resumable, DDP under torchrun)",
                        description="Train ARCH on the data's train split, validate every epoch on a held-out "
@@ -114,12 +124,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                                   "sub-folders (default: $HYBRID_NAS_DATA or ../shared/data/imagenette2-64)")
     p.add_argument("--epochs", type=int, required=True)
     p.add_argument("--out", metavar="DIR", help="run folder (default: runs/<arch name>)")
-    p.add_argument("--batch-size", type=int, default=128, help="global batch size (default 128)")
-    p.add_argument("--lr", type=float, default=2e-3, help="AdamW peak learning rate (default 2e-3)")
-    p.add_argument("--weight-decay", type=float, default=0.05, help="(default 0.05)")
-    p.add_argument("--warmup-epochs", type=float, default=1.0, help="linear warmup, then cosine (default 1)")
-    p.add_argument("--label-smoothing", type=float, default=0.1, help="(default 0.1)")
-    p.add_argument("--clip-grad", type=float, default=1.0, help="max gradient norm, 0 = off (default 1)")
+    add_recipe_arguments(p)
     p.add_argument("--seed", type=int, default=0, help="init weights, data order, augmentation (default 0)")
     p.add_argument("--resolution", type=int, help="training resolution (default: the arch's)")
     p.add_argument("--num-classes", type=int, help="classifier outputs (default: the data's class count)")
