@@ -84,8 +84,10 @@ def run_predict(args: argparse.Namespace) -> int:
     for name, ms, k in pred.sections:
         out.add_row(name, str(k), f"{ms:.3f}")
     out.add_row("runtime call", "", f"{table.overhead_us / 1000:.3f}")
-    if (table.correction.scale, table.correction.offset_us) != (1.0, 0.0):
-        out.add_row("correction", "", f"x{table.correction.scale:.3f} {table.correction.offset_us / 1000:+.3f}")
+    c = table.correction
+    if (c.scale, c.per_unit_us, c.offset_us) != (1.0, 0.0, 0.0):
+        n = sum(k for _, _, k in pred.sections)
+        out.add_row("correction", "", f"x{c.scale:.3f} {c.per_unit_us * n / 1000:+.3f} {c.offset_us / 1000:+.3f}")
     Console().print(out)
     print(f"predicted: {pred.label}")
     if table.kind == "estimated":
@@ -99,8 +101,9 @@ def run_show(args: argparse.Namespace) -> int:
     table, path = open_device_table(args.device, args.table)
     print(f"{path}: {table.label}, {len(table.entries)} units, resolutions {table.resolutions}")
     print(f"cpu {table.cpu}; onnxruntime {table.ort_version}; threads {table.threads}; created {table.created}")
-    print(f"per-call overhead {table.overhead_us:.1f} us; correction x{table.correction.scale:.4f} "
-          f"{table.correction.offset_us:+.1f} us ({table.correction.note})")
+    c = table.correction
+    print(f"per-call overhead {table.overhead_us:.1f} us; correction x{c.scale:.4f} {c.per_unit_us:+.1f} us/unit "
+          f"{c.offset_us:+.1f} us ({c.note})")
     for op, n in Counter(e.op for e in table.entries.values()).most_common():
         print(f"  {op:16s} {n:6d}")
     return 0

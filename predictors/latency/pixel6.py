@@ -47,7 +47,7 @@ class Anchor:
 # Model Maker model it serves (and the EfficientNet-Lite release) takes 260 px. 260 is used: at
 # 224 px Lite2 alone would run 1.10x its host time on the phone while the three others run
 # 0.70-0.83x, which a size of 260 explains. Both fits are in benchmarks/results/pixel6_calibration.json
-# (median leave-one-out error 10.4% with 260, 33.5% with 224): the choice is stated, not hidden.
+# (median leave-one-out error 11.1% with 260, 27.1% with 224 on the shipped host table): the choice is stated, not hidden.
 ANCHORS = (Anchor("mobilenetv3_small_075", "MobileNetV3-Small", 224),
            Anchor("mobilenetv3_large_075", "MobileNetV3-Large", 224),
            Anchor("efficientnet_lite0", "EfficientNet-Lite0", 224),
@@ -187,12 +187,13 @@ def estimate_table(host: LatencyTable, host_source: str, anchors: Sequence[Ancho
         "caveats": ["published figures are MediaPipe whole-pipeline averages with TFLite, thread count not stated; "
                     "this table's units are timed with ONNX Runtime on the host",
                     "EfficientNet-Lite2's input size is ambiguous in its sources (224 in the task table, 260 in "
-                    "Model Maker and the model release); 260 is used (at 224 the median LOO error is 33.5%, see "
+                    "Model Maker and the model release); 260 is used (at 224 the median LOO error is far larger, see "
                     "benchmarks/results/pixel6_calibration.json)",
                     "MediaPipe's MobileNetV3 models are image-embedder variants (no 1000-class classifier)"],
     })
     correction = Correction(
-        scale=host.correction.scale, offset_us=a * host.correction.offset_us + b_us, fitted_on=len(anchors),
+        scale=host.correction.scale, per_unit_us=a * host.correction.per_unit_us,
+        offset_us=a * host.correction.offset_us + b_us, fitted_on=len(anchors),
         note=f"estimate: a * (host prediction) + b with a={a:.4g}, b={estimate['b_ms']:.4g} ms "
              f"(host correction: {host.correction.note})")
     return LatencyTable(device=DEVICE, kind="estimated", cpu="Google Tensor (Pixel 6), estimated",

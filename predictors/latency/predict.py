@@ -1,6 +1,7 @@
 """Predicted latency of an architecture from a device table.
 
-prediction = scale * (sum over units of (entry - per-call overhead) + one overhead) + offset
+prediction = scale * (sum over units of (entry - per-call overhead) + one overhead)
+             + per_unit * units + offset
 
 The per-call overhead is in every unit's measurement but paid once per inference; scale and
 offset are the table's validated correction (identity until `nas latency validate` fits one).
@@ -34,8 +35,9 @@ def predict(arch: ArchConfig, table: LatencyTable, breakdown: bool = False) -> P
     """Predicted latency of `arch`; a unit missing from the table is a UserError naming it."""
     overhead = table.overhead_us
     entries = table.entries
-    total_us, sections = 0.0, []
+    total_us, sections, count = 0.0, [], 0
     for name, units in arch_sections(arch):
+        count += len(units)
         us = 0.0
         for unit in units:
             entry = entries.get(unit.key)
@@ -48,6 +50,7 @@ def predict(arch: ArchConfig, table: LatencyTable, breakdown: bool = False) -> P
         if breakdown:
             sections.append((name, us / 1000, len(units)))
     plain = total_us + overhead
-    corrected = table.correction.scale * plain + table.correction.offset_us
+    c = table.correction
+    corrected = c.scale * plain + c.per_unit_us * count + c.offset_us
     error = (table.estimate or {}).get("error_pct")
     return Prediction(corrected / 1000, plain / 1000, table.device, table.kind, sections, error)

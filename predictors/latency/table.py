@@ -45,10 +45,13 @@ class Entry(BaseModel):
 
 class Correction(BaseModel):
     """measured end-to-end = scale * (sum of unit timings less per-call overheads + one overhead)
-    + offset_us, fitted by `nas latency validate` where the plain sum is biased."""
+    + per_unit_us * (number of units) + offset_us, fitted by `nas latency validate` where the plain
+    sum is biased. The per-unit term is what a network pays between its units and a unit timed
+    alone does not (residual additions, layout changes, cold inputs): it matters for small nets."""
 
     model_config = ConfigDict(extra="forbid")
     scale: float = 1.0
+    per_unit_us: float = 0.0
     offset_us: float = 0.0
     fitted_on: int = 0
     note: str = "none fitted: prediction is the plain sum"

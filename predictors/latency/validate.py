@@ -7,7 +7,7 @@ settings as the table; each sample is appended to a journal so an interrupted ru
 Two predictors are compared on the same samples, both out-of-fold (2-fold: fitted on one half,
 scored on the other, so neither is graded on what it was fitted on):
 - the table: the plain sum of units (less per-call overheads, plus one), then a linear
-  correction `scale * sum + offset` where the plain sum is biased (fusion across unit boundaries,
+  correction `scale * sum + per_unit * units` where the plain sum is biased (work between units,
   cache effects); the correction fitted on all samples is stored in the table;
 - the baseline users would otherwise use: latency linearly fitted on fvcore FLOPs.
 """
@@ -26,6 +26,7 @@ import numpy as np
 from nas.arch.schema import ArchConfig, parse_arch
 from nas.errors import UserError
 from predictors.latency.measure import RunPolicy, make_session, random_feeds, time_session
+from nas.blocks.units import arch_units
 from predictors.latency.predict import predict
 from predictors.latency.table import Correction, LatencyTable, save_table
 
@@ -41,6 +42,7 @@ class Sample:
     measured_ms: float
     p10_ms: float
     p90_ms: float
+    units: int = 0  # latency units of the arch (filled in on every run)
 
 
 def sample_archs(table: LatencyTable, n: int, seed: int) -> list[ArchConfig]:
@@ -98,25 +100,27 @@ def collect(table: LatencyTable, archs: list[ArchConfig], journal: Path,
                 fh.flush()
                 os.fsync(fh.fileno())
         # The table may have changed since the sample was measured (retimed entries): predict anew.
-        samples.append(replace(done[h], plain_ms=predict(arch, table).plain_ms))
+        samples.append(replace(done[h], plain_ms=predict(arch, table).plain_ms, units=len(arch_units(arch))))
         if progress:
             progress(i + 1, len(archs))
     return samples
 
 
-def _fit_line(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    a, b = np.polyfit(x, y, 1)
-    return float(a), float(b)
+def fit_relative(features: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Least squares on relative error (rows divided by y): coefficients of y ~ features @ coef.
+    Relative, because a 1 ms network and a 30 ms one should count alike in the % figures."""
+    w = 1.0 / y
+    coef, *_ = np.linalg.lstsq(features * w[:, None], y * w, rcond=None)
+    return coef
 
 
-def out_of_fold(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """2-fold predictions of y from a line in x: each half predicted by the other half's fit."""
+def out_of_fold(features: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """2-fold predictions: each half predicted by the fit on the other half."""
     pred = np.empty_like(y)
     idx = np.arange(len(y))
     for k in (0, 1):
         test, train = idx % 2 == k, idx % 2 != k
-        a, b = _fit_line(x[train], y[train])
-        pred[test] = a * x[test] + b
+        pred[test] = features[test] @ fit_relative(features[train], y[train])
     return pred
 
 
@@ -135,10 +139,11 @@ def evaluate(samples: list[Sample]) -> dict[str, Any]:
         raise UserError(f"--samples: need at least 4 samples to fit and check a correction, got {len(samples)}")
     plain = np.array([s.plain_ms for s in samples])
     measured = np.array([s.measured_ms for s in samples])
-    flops = np.array([s.flops for s in samples], dtype=float)
-    corrected = out_of_fold(plain, measured)
-    flops_pred = out_of_fold(flops, measured)
-    scale, offset_ms = _fit_line(plain, measured)
+    lut_features = np.stack([plain, [s.units for s in samples]], axis=1)
+    flops_features = np.stack([[float(s.flops) for s in samples], np.ones(len(samples))], axis=1)
+    corrected = out_of_fold(lut_features, measured)
+    flops_pred = out_of_fold(flops_features, measured)
+    scale, per_unit_ms = fit_relative(lut_features, measured)
     plain_m, corrected_m = metrics(plain, measured), metrics(corrected, measured)
     use = corrected_m["mape"] < plain_m["mape"]
     return {
@@ -146,8 +151,8 @@ def evaluate(samples: list[Sample]) -> dict[str, Any]:
         "lut_plain_sum": plain_m,
         "lut_corrected_out_of_fold": corrected_m,
         "flops_linear_out_of_fold": metrics(flops_pred, measured),
-        "correction": {"scale": scale if use else 1.0, "offset_us": offset_ms * 1000 if use else 0.0,
-                       "fitted_on": len(samples), "used": use},
+        "correction": {"scale": float(scale) if use else 1.0,
+                       "per_unit_us": float(per_unit_ms) * 1000 if use else 0.0, "fitted_on": len(samples), "used": use},
         "lut": corrected_m if use else plain_m,
         "_series": {"measured": measured, "lut": corrected if use else plain, "flops": flops_pred},
     }
@@ -210,7 +215,7 @@ def validate(table: LatencyTable, table_path: Path, n: int, seed: int, out_dir: 
     if store:
         c = result["correction"]
         table.correction = Correction(
-            scale=c["scale"], offset_us=c["offset_us"], fitted_on=c["fitted_on"],
+            scale=c["scale"], per_unit_us=c["per_unit_us"], fitted_on=c["fitted_on"],
             note=("fitted by `nas latency validate`: the plain sum was biased" if c["used"]
                   else "none: the plain sum was not improved by a linear correction"))
         table.validation = {k: round(v, 4) for k, v in result["lut"].items()} | {
