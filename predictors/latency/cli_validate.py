@@ -12,10 +12,13 @@ def run(args: argparse.Namespace) -> int:
 
     if args.samples < 4:
         raise UserError(f"--samples: expected at least 4, got {args.samples}")
+    if args.repeats < 1:
+        raise UserError(f"--repeats: expected at least 1, got {args.repeats}")
     table, path = open_device_table(args.device, args.table)
     out = Path(args.out) if args.out else Path("runs/latency") / f"validate-{table.device}"
     with counting_bar("measuring subnets end to end", args.quiet) as progress:
-        report = validate(table, path, args.samples, args.seed, out, progress=progress, store=not args.no_store)
+        report = validate(table, path, args.samples, args.seed, out, progress=progress, store=not args.no_store,
+                          repeats=args.repeats)
     for name, key in (("LUT (plain sum)", "lut_plain_sum"), ("LUT (corrected, out-of-fold)", "lut_corrected_out_of_fold"),
                       ("FLOPs line (out-of-fold)", "flops_linear_out_of_fold")):
         m = report[key]
@@ -37,6 +40,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--table", metavar="FILE", help="a table file instead of the device's")
     p.add_argument("--samples", type=int, default=100, help="random subnets (default 100)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--repeats", type=int, default=2,
+                   help="end-to-end timings per subnet, in separate passes; the lowest median is kept (default 2)")
     p.add_argument("--out", metavar="DIR", help="report folder (default runs/latency/validate-<device>)")
     p.add_argument("--no-store", action="store_true", help="do not write the correction into the table")
     p.add_argument("--quiet", action="store_true")

@@ -43,6 +43,7 @@ class Sample:
     p10_ms: float
     p90_ms: float
     units: int = 0  # latency units of the arch (filled in on every run)
+    timings: int = 1  # end-to-end timings taken; the lowest median is kept
 
 
 def sample_archs(table: LatencyTable, n: int, seed: int) -> list[ArchConfig]:
@@ -74,9 +75,11 @@ def measure_arch(arch: ArchConfig, threads: int) -> tuple[float, float, float]:
     return t.median_us / 1000, t.p10_us / 1000, t.p90_us / 1000
 
 
-def collect(table: LatencyTable, archs: list[ArchConfig], journal: Path,
+def collect(table: LatencyTable, archs: list[ArchConfig], journal: Path, repeats: int = 2,
             progress: Callable[[int, int], None] | None = None) -> list[Sample]:
-    """Measure every arch not yet in `journal` (one fsynced JSON line per sample)."""
+    """Time every arch `repeats` times, in separate passes over the list so that one burst of
+    interference cannot hit all timings of a model; keep the lowest median (interference only adds
+    time). Every timing is appended to `journal` (an fsynced JSON line), so a rerun resumes."""
     from nas.profile import profile_arch
 
     done: dict[str, Sample] = {}
@@ -84,26 +87,32 @@ def collect(table: LatencyTable, archs: list[ArchConfig], journal: Path,
         for line in journal.read_text().splitlines():
             try:
                 s = Sample(**json.loads(line))
-                done[s.arch_hash] = s
+                done[s.arch_hash] = s  # later lines (more timings) replace earlier ones
             except (json.JSONDecodeError, TypeError):
                 continue  # a torn last line from a kill
     journal.parent.mkdir(parents=True, exist_ok=True)
-    samples = []
-    for i, arch in enumerate(archs):
-        h = arch.arch_hash()
-        if h not in done:
-            plain = predict(arch, table).plain_ms
-            med, p10, p90 = measure_arch(arch, table.threads)
-            done[h] = Sample(h, arch.resolution, profile_arch(arch)["flops"], plain, med, p10, p90)
-            with open(journal, "a") as fh:
-                fh.write(json.dumps(done[h].__dict__) + "\n")
-                fh.flush()
-                os.fsync(fh.fileno())
-        # The table may have changed since the sample was measured (retimed entries): predict anew.
-        samples.append(replace(done[h], plain_ms=predict(arch, table).plain_ms, units=len(arch_units(arch))))
-        if progress:
-            progress(i + 1, len(archs))
-    return samples
+    step, total = 0, len(archs) * repeats
+    for timing in range(1, repeats + 1):
+        for arch in archs:
+            h = arch.arch_hash()
+            prev = done.get(h)
+            if prev is None or prev.timings < timing:
+                med, p10, p90 = measure_arch(arch, table.threads)
+                if prev is None:
+                    prev = Sample(h, arch.resolution, profile_arch(arch)["flops"], 0.0, med, p10, p90, timings=0)
+                elif med < prev.measured_ms:
+                    prev = replace(prev, measured_ms=med, p10_ms=p10, p90_ms=p90)
+                done[h] = replace(prev, timings=timing)
+                with open(journal, "a") as fh:
+                    fh.write(json.dumps(done[h].__dict__) + "\n")
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            step += 1
+            if progress:
+                progress(step, total)
+    # Predictions come from the table as it is now (entries may have been retimed since).
+    return [replace(done[a.arch_hash()], plain_ms=predict(a, table).plain_ms, units=len(arch_units(a)))
+            for a in archs]
 
 
 def fit_relative(features: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -194,16 +203,19 @@ def plot(result: dict[str, Any], table: LatencyTable, path: Path) -> None:
 
 
 def validate(table: LatencyTable, table_path: Path, n: int, seed: int, out_dir: Path,
-             progress: Callable[[int, int], None] | None = None, store: bool = True) -> dict[str, Any]:
+             progress: Callable[[int, int], None] | None = None, store: bool = True,
+             repeats: int = 2) -> dict[str, Any]:
     """Measure, compare, write report JSON + PNG into out_dir and (store) the correction into the table."""
     if table.kind != "measured":
         raise UserError(f"{table_path}: only a measured table can be validated here ({table.label})")
     archs = sample_archs(table, n, seed)
-    samples = collect(table, archs, out_dir / "samples.jsonl", progress)
+    for arch in archs:  # a table that lacks a unit fails now, not after minutes of measuring
+        predict(arch, table)
+    samples = collect(table, archs, out_dir / "samples.jsonl", repeats, progress)
     result = evaluate(samples)
     plot(result, table, out_dir / "validate.png")
     series = result.pop("_series")
-    report = {"table": str(table_path), "device": table.device, "kind": table.kind, "table_created": table.created,
+    report = {"table": str(table_path), "device": table.device, "timings_per_subnet": repeats, "kind": table.kind, "table_created": table.created,
               "threads": table.threads, "seed": seed, "machine": machine_info(), **result,
               "points": [{"arch_hash": s.arch_hash, "resolution": s.resolution, "flops": s.flops,
                           "measured_ms": s.measured_ms, "p10_ms": s.p10_ms, "p90_ms": s.p90_ms,
