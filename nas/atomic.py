@@ -5,10 +5,11 @@ either the old file or the new one, never half of one.
 """
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from nas.errors import UserError
 
@@ -55,3 +56,26 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     return atomic_write(path, lambda p: p.write_bytes(data))
+
+
+def append_json_line(path: str | os.PathLike[str], record: Any) -> None:
+    """Append one JSON line and fsync it: a journal of finished work that a kill cannot lose
+    (at worst the line being written is torn, which `read_json_lines` skips)."""
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(record) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def read_json_lines(path: str | os.PathLike[str]) -> list[Any]:
+    """The records of a JSON-lines journal (none if it does not exist); a torn line is skipped."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records

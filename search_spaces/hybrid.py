@@ -22,7 +22,7 @@ from __future__ import annotations
 import itertools
 import math
 import random
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Mapping, Protocol
 
 from pydantic import TypeAdapter
@@ -164,19 +164,18 @@ class HybridSpace:
 
     def decode(self, params: Mapping[str, Any]) -> ArchConfig:
         """Optuna parameters -> ArchConfig (validated)."""
-        stem_depth = params["stem.depth"]
-        stem_strides = min(stem_depth, 2)
+        stem = self.stem_spec(params["stem.depth"], params["stem.channels"])
         stages = []
         for i in range(len(self.stages)):
             fam = params[f"s{i}.family"]
             options = {key: params[f"s{i}.{key}"] for key in self.stages[i].options(fam)}
             stages.append(self.stage_spec(i, fam, params[f"s{i}.depth"], params[f"s{i}.width"], options,
-                                          se=_stage_se(params["se"], i, len(self.stages)), stem_strides=stem_strides,
+                                          se=_stage_se(params["se"], i, len(self.stages)), stem_strides=stem.strides,
                                           tokens=params.get("tokens"), token_dim=params.get("token_dim")))
         data = {
             "name": "hybrid-" + "-".join(s["block"] for s in stages[2:]),
             "resolution": params["resolution"], "num_classes": self.num_classes,
-            "stem": self.stem_spec(stem_depth, params["stem.channels"]).model_dump(),
+            "stem": stem.model_dump(),
             "stages": stages,
             "head": HeadSpec(channels=params["head.channels"], act="hswish").model_dump(),
             "meta": {"space": self.name},
@@ -255,23 +254,27 @@ class HybridSpace:
         flows: set[Flow] = set()
         for depth in self.stem_depths:
             for channels in self.stem_channels:
-                unit, flow = stem_unit(self.stem_spec(depth, channels), resolution)
+                stem = self.stem_spec(depth, channels)
+                unit, flow = stem_unit(stem, resolution)
                 found.add(unit)
-                flows.add(replace(flow, num_tokens=min(depth, 2)))  # stem strides ride along until stage 0
-        for i, st in enumerate(self.stages):
-            next_flows: set[Flow] = set()
-            for flow in flows:
-                stem_strides = flow.num_tokens if i == 0 else 2
-                incoming = replace(flow, num_tokens=None) if i == 0 else flow
-                for spec in self._stage_variants(i, st, incoming, stem_strides, settings):
-                    units, out = stage_units(parse_stage(spec), incoming.context(i, len(self.stages)))
-                    found.update(units)
-                    next_flows.add(out)
-            flows = next_flows
+                # Stage 0's stride depends on the stem's, later stages' on nothing before them.
+                flows |= self._stage_flows(0, flow, stem.strides, settings, found)
+        for i in range(1, len(self.stages)):
+            flows = {out for flow in flows for out in self._stage_flows(i, flow, 2, settings, found)}
         for flow in flows:
             for channels in self.head_channels:
                 found.add(head_unit(HeadSpec(channels=channels, act="hswish"), flow, self.num_classes))
         return found
+
+    def _stage_flows(self, i: int, flow: Flow, stem_strides: int, settings: list[tuple[int, int]],
+                     found: set[Unit]) -> set[Flow]:
+        """Add the units of every variant of stage i fed `flow` to `found`; the flows out of it."""
+        outs: set[Flow] = set()
+        for spec in self._stage_variants(i, self.stages[i], flow, stem_strides, settings):
+            units, out = stage_units(parse_stage(spec), flow.context(i, len(self.stages)))
+            found.update(units)
+            outs.add(out)
+        return outs
 
     def _stage_variants(self, i: int, st: StageChoices, flow: Flow, stem_strides: int,
                         settings: list[tuple[int, int]]) -> list[dict[str, Any]]:

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from nas.atomic import atomic_write, atomic_write_text
+from nas.atomic import atomic_write, atomic_write_text, read_json_lines
 
 
 class MetricsLog:
@@ -22,15 +22,8 @@ class MetricsLog:
 
     def resume(self, upto_step: int) -> None:
         """Keep the records with step <= upto_step (the checkpoint's), drop the rest."""
-        kept = []
-        if self.path.exists():
-            for line in self.path.read_text(encoding="utf-8").splitlines():
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError:  # cut short by a kill
-                    continue
-                if isinstance(record, dict) and record.get("step", 0) <= upto_step:
-                    kept.append(record)
+        kept = [r for r in read_json_lines(self.path)  # a line cut short by a kill is skipped
+                if isinstance(r, dict) and r.get("step", 0) <= upto_step]
         self.records = kept
         atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))
 

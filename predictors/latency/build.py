@@ -15,7 +15,7 @@ import multiprocessing as mp
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 from nas.blocks.units import Unit, arch_units
 from nas.errors import UserError
@@ -86,6 +86,31 @@ def measure_unit(group_onnx: bytes, unit: Unit, threads: int, policy: RunPolicy)
                  inputs=[None if s is None else list(s) for s in unit.inputs])
 
 
+def time_units(units: list[Unit], threads: int, policy: RunPolicy) -> Iterator[tuple[Unit, Entry]]:
+    """(unit, timing) for each unit, grouped by shared export graph; a helper process exports the
+    next groups while this one times (no process is started when there is nothing to time)."""
+    groups: dict[str, list[Unit]] = {}
+    for unit in units:
+        groups.setdefault(export_key(unit), []).append(unit)
+    if not groups:
+        return
+    with mp.get_context("spawn").Pool(1, initializer=_export_init) as pool:
+        pending: deque = deque()
+        queue = iter(groups.values())
+        for members in queue:
+            pending.append((members, pool.apply_async(_export, (members[0],))))
+            if len(pending) >= LOOKAHEAD:
+                break
+        while pending:
+            members, result = pending.popleft()
+            nxt = next(queue, None)
+            if nxt is not None:
+                pending.append((nxt, pool.apply_async(_export, (nxt[0],))))
+            graph = result.get()
+            for unit in members:
+                yield unit, measure_unit(graph, unit, threads, policy)
+
+
 @dataclass
 class BuildReport:
     path: Path
@@ -129,34 +154,16 @@ def build_table(path: Path, device: str = "host", threads: int = 1, resolutions:
     units = units if units is not None else needed_units(resolutions)
     missing = [u for k, u in units.items() if k not in table.entries]
     todo = missing if limit is None else missing[:limit]
-    groups: dict[str, list[Unit]] = {}
-    for unit in todo:
-        groups.setdefault(export_key(unit), []).append(unit)
     start, done = time.perf_counter(), 0
     journal = journal_path(path)
-    ctx = mp.get_context("spawn")
-    with ctx.Pool(1, initializer=_export_init) as pool:
-        pending: deque = deque()
-        queue = iter(groups.values())
-        for members in queue:
-            pending.append((members, pool.apply_async(_export, (members[0],))))
-            if len(pending) >= LOOKAHEAD:
-                break
-        while pending:
-            members, result = pending.popleft()
-            nxt = next(queue, None)
-            if nxt is not None:
-                pending.append((nxt, pool.apply_async(_export, (nxt[0],))))
-            graph = result.get()
-            for unit in members:
-                entry = measure_unit(graph, unit, threads, policy)
-                append_journal(journal, unit.key, entry)
-                table.entries[unit.key] = entry
-                done += 1
-                if done % FOLD_EVERY == 0:
-                    save_table(table, path)
-                if progress:
-                    progress(done, len(todo))
+    for unit, entry in time_units(todo, threads, policy):
+        append_journal(journal, unit.key, entry)
+        table.entries[unit.key] = entry
+        done += 1
+        if done % FOLD_EVERY == 0:
+            save_table(table, path)
+        if progress:
+            progress(done, len(todo))
     save_table(table, path)
     retimed = retime_noisy(table, path, threads, policy, units)
     return BuildReport(path, done, len(units) - len(missing), len(units), time.perf_counter() - start, retimed)
@@ -168,17 +175,11 @@ def retime_noisy(table: LatencyTable, path: Path, threads: int, policy: RunPolic
     retimed once is not retimed again on a later run, so the pass ends."""
     noisy = [u for k, u in units.items() if k in table.entries and not table.entries[k].retimed
              and table.entries[k].p90 > NOISY_SPREAD * table.entries[k].p10]
-    groups: dict[str, list[Unit]] = {}
-    for unit in noisy:
-        groups.setdefault(export_key(unit), []).append(unit)
     journal = journal_path(path)
-    for members in groups.values():
-        graph = _export(members[0])
-        for unit in members:
-            again = measure_unit(graph, unit, threads, policy)
-            old = table.entries[unit.key]
-            best = again if again.us < old.us else old
-            table.entries[unit.key] = best.model_copy(update={"retimed": True})
-            append_journal(journal, unit.key, table.entries[unit.key])
+    for unit, again in time_units(noisy, threads, policy):
+        old = table.entries[unit.key]
+        best = again if again.us < old.us else old
+        table.entries[unit.key] = best.model_copy(update={"retimed": True})
+        append_journal(journal, unit.key, table.entries[unit.key])
     save_table(table, path)
     return len(noisy)

@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{name:30s} within 5%: {m['within_5pct']:6.1%}  within 10%: {m['within_10pct']:6.1%}  "
               f"MAPE: {m['mape']:6.2%}  Kendall tau: {m['kendall_tau']:.3f}")
     c = report["correction"]
-    print(f"correction: x{c['scale']:.4f} {c['per_unit_us']:+.1f} us per unit ({'stored' if c['used'] and not args.no_store else 'not used'})")
+    print(f"correction: x{c['scale']:.4f} {c['per_unit_us']:+.1f} us per unit ({'not used' if not c['used'] else 'not stored' if args.no_store else 'stored'})")
     print(f"report: {out / 'validate.json'}  plot: {out / 'validate.png'}")
     return 0
 

@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from nas.atomic import atomic_write_text
+from nas.atomic import append_json_line, atomic_write_text, read_json_lines
 from nas.errors import UserError
 
 SCHEMA = "hybrid-nas/latency-table/v1"
@@ -141,22 +141,16 @@ def load_table(path: str | os.PathLike[str], with_journal: bool = False) -> Late
 def read_journal(path: Path) -> dict[str, Entry]:
     """Entries appended by an interrupted build; a torn (half-written) line is skipped."""
     found: dict[str, Entry] = {}
-    if not path.exists():
-        return found
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for record in read_json_lines(path):
         try:
-            record = json.loads(line)
             found[record["key"]] = Entry.model_validate(record["entry"])
-        except (json.JSONDecodeError, KeyError, TypeError, ValidationError):
+        except (KeyError, TypeError, ValidationError):
             continue
     return found
 
 
 def append_journal(path: Path, key: str, entry: Entry) -> None:
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps({"key": key, "entry": entry.model_dump()}) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
+    append_json_line(path, {"key": key, "entry": entry.model_dump()})
 
 
 def save_table(table: LatencyTable, path: str | os.PathLike[str]) -> Path:

@@ -24,9 +24,10 @@ from typing import Any, Callable
 import numpy as np
 
 from nas.arch.schema import ArchConfig, parse_arch
+from nas.atomic import append_json_line, atomic_write, atomic_write_text, read_json_lines
+from nas.blocks.units import arch_units
 from nas.errors import UserError
 from predictors.latency.measure import RunPolicy, make_session, random_feeds, time_session
-from nas.blocks.units import arch_units
 from predictors.latency.predict import predict
 from predictors.latency.table import Correction, LatencyTable, save_table
 
@@ -38,7 +39,7 @@ class Sample:
     arch_hash: str
     resolution: int
     flops: int
-    plain_ms: float  # table prediction before correction
+    plain_ms: float  # table prediction before correction (set by `validate` from the table as it is now)
     measured_ms: float
     p10_ms: float
     p90_ms: float
@@ -83,13 +84,12 @@ def collect(table: LatencyTable, archs: list[ArchConfig], journal: Path, repeats
     from nas.profile import profile_arch
 
     done: dict[str, Sample] = {}
-    if journal.exists():
-        for line in journal.read_text().splitlines():
-            try:
-                s = Sample(**json.loads(line))
-                done[s.arch_hash] = s  # later lines (more timings) replace earlier ones
-            except (json.JSONDecodeError, TypeError):
-                continue  # a torn last line from a kill
+    for record in read_json_lines(journal):
+        try:
+            sample = Sample(**record)
+        except TypeError:
+            continue
+        done[sample.arch_hash] = sample  # later lines (more timings) replace earlier ones
     journal.parent.mkdir(parents=True, exist_ok=True)
     step, total = 0, len(archs) * repeats
     for timing in range(1, repeats + 1):
@@ -103,16 +103,11 @@ def collect(table: LatencyTable, archs: list[ArchConfig], journal: Path, repeats
                 elif med < prev.measured_ms:
                     prev = replace(prev, measured_ms=med, p10_ms=p10, p90_ms=p90)
                 done[h] = replace(prev, timings=timing)
-                with open(journal, "a") as fh:
-                    fh.write(json.dumps(done[h].__dict__) + "\n")
-                    fh.flush()
-                    os.fsync(fh.fileno())
+                append_json_line(journal, done[h].__dict__)
             step += 1
             if progress:
                 progress(step, total)
-    # Predictions come from the table as it is now (entries may have been retimed since).
-    return [replace(done[a.arch_hash()], plain_ms=predict(a, table).plain_ms, units=len(arch_units(a)))
-            for a in archs]
+    return [done[a.arch_hash()] for a in archs]
 
 
 def fit_relative(features: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -179,13 +174,11 @@ def machine_info() -> dict[str, Any]:
 
 
 def plot(result: dict[str, Any], table: LatencyTable, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # not pyplot: no global backend or figure state
 
     s = result["_series"]
-    fig, ax = plt.subplots(figsize=(5.5, 5))
+    fig = Figure(figsize=(5.5, 5))
+    ax = fig.subplots()
     lo, hi = 0.8 * s["measured"].min(), 1.2 * s["measured"].max()
     ax.plot([lo, hi], [lo, hi], "k-", lw=0.8, label="exact")
     ax.fill_between([lo, hi], [lo * 0.9, hi * 0.9], [lo * 1.1, hi * 1.1], color="0.9", label="±10%")
@@ -198,8 +191,7 @@ def plot(result: dict[str, Any], table: LatencyTable, path: Path) -> None:
            title=f"{table.label}, {result['samples']} random subnets")
     ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
 
 
 def validate(table: LatencyTable, table_path: Path, n: int, seed: int, out_dir: Path,
@@ -209,9 +201,11 @@ def validate(table: LatencyTable, table_path: Path, n: int, seed: int, out_dir: 
     if table.kind != "measured":
         raise UserError(f"{table_path}: only a measured table can be validated here ({table.label})")
     archs = sample_archs(table, n, seed)
-    for arch in archs:  # a table that lacks a unit fails now, not after minutes of measuring
-        predict(arch, table)
-    samples = collect(table, archs, out_dir / "samples.jsonl", repeats, progress)
+    # Predicted first: a table that lacks a unit fails now, not after minutes of measuring; and
+    # from the table as it is now (entries may have been retimed since a sample was timed).
+    plain = [predict(arch, table).plain_ms for arch in archs]
+    timed = collect(table, archs, out_dir / "samples.jsonl", repeats, progress)
+    samples = [replace(s, plain_ms=p, units=len(arch_units(a))) for s, p, a in zip(timed, plain, archs)]
     result = evaluate(samples)
     plot(result, table, out_dir / "validate.png")
     series = result.pop("_series")
@@ -221,8 +215,6 @@ def validate(table: LatencyTable, table_path: Path, n: int, seed: int, out_dir: 
                           "measured_ms": s.measured_ms, "p10_ms": s.p10_ms, "p90_ms": s.p90_ms,
                           "plain_ms": s.plain_ms, "lut_ms": float(l), "flops_ms": float(f)}
                          for s, l, f in zip(samples, series["lut"], series["flops"])]}
-    from nas.atomic import atomic_write_text
-
     atomic_write_text(out_dir / "validate.json", json.dumps(report, indent=1) + "\n")
     if store:
         c = result["correction"]
