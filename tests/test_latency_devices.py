@@ -62,7 +62,7 @@ def test_published_figures_are_the_cpu_fp32_rows():
 
 
 # ------------------------------------------------------------------ estimate
-def test_estimated_table_is_labelled_and_predicts_a_host_plus_b(tables, run_cli, tmp_path):
+def test_estimated_table_is_labelled_and_predicts_a_times_host_with_the_pipeline_cost_apart(tables, run_cli, tmp_path):
     code, out, err = run_cli("latency", "estimate", "--device", "pixel6", "--from", "host")
     assert code == 0, err
     est_path = tables / "pixel6.json"
@@ -71,9 +71,12 @@ def test_estimated_table_is_labelled_and_predicts_a_host_plus_b(tables, run_cli,
     assert set(raw["estimate"]["loo_error_pct"]) == {a.zoo for a in pixel6.ANCHORS}
     host, est = load_table(tables / "host.json"), load_table(est_path)
     a, b = est.estimate["a"], est.estimate["b_ms"]
+    assert est.estimate["pipeline_ms"] == b
     for anchor in pixel6.ANCHORS:
         arch = load_zoo(anchor.zoo).model_copy(update={"resolution": anchor.resolution})
-        assert predict(arch, est).ms == pytest.approx(a * predict(arch, host).ms + b, rel=1e-9)
+        on_phone = predict(arch, est)
+        assert on_phone.ms == pytest.approx(a * predict(arch, host).ms, rel=1e-9)  # the model alone
+        assert on_phone.pipeline_ms == b  # stated beside it
     flagged = {e.op for e in est.entries.values() if e.extrapolated}
     assert flagged and all(op.startswith("repvit") for op in flagged)  # the tiny arch's RepViT stage
     assert not any(e.extrapolated for e in est.entries.values() if e.op == "mv2.ir")

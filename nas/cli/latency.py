@@ -74,7 +74,7 @@ def run_predict(args: argparse.Namespace) -> int:
         import json
         print(json.dumps({"arch": arch.name, "arch_hash": arch.arch_hash(), "device": table.device,
                           "kind": table.kind, "ms": round(pred.ms, 4), "plain_ms": round(pred.plain_ms, 4),
-                          "error_pct": pred.error_pct, "table": str(path),
+                          "error_pct": pred.error_pct, "pipeline_ms": pred.pipeline_ms, "table": str(path),
                           "sections": [{"name": n, "ms": round(ms, 4), "units": k} for n, ms, k in pred.sections]},
                          indent=2))
         return 0

@@ -43,15 +43,18 @@ def default_resolutions() -> list[int]:
 
 
 def needed_units(resolutions: Iterable[int], num_classes: int = 1000) -> dict[str, Unit]:
-    """Key -> unit for the space at `resolutions` and the zoo models at one of them, sorted by key."""
+    """Key -> unit for the space at `resolutions` (with `num_classes` outputs, and the proxy
+    subspace with the proxy dataset's, which the default accuracy predictor searches) and the zoo
+    models at one of them, sorted by key."""
+    from nas.supernet.spaces import PROXY_NUM_CLASSES, PRESETS
     from search_spaces.hybrid import HybridSpace
     from search_spaces.reference import load_zoo, zoo_names
 
     resolutions = set(resolutions)
-    space = HybridSpace(num_classes=num_classes)
     units: dict[str, Unit] = {}
-    for r in sorted(resolutions & set(space.resolutions)):
-        units.update((u.key, u) for u in space.units(r))
+    for space in (HybridSpace(num_classes=num_classes), PRESETS["proxy"](PROXY_NUM_CLASSES)):
+        for r in sorted(resolutions & set(space.resolutions)):
+            units.update((u.key, u) for u in space.units(r))
     for name in zoo_names():
         arch = load_zoo(name)
         if arch.resolution in resolutions:

@@ -24,10 +24,13 @@ class Prediction:
     kind: str  # "measured" | "estimated"
     sections: list[tuple[str, float, int]] = field(default_factory=list)  # (name, ms, units)
     error_pct: float | None = None  # estimated tables: their stated typical error
+    pipeline_ms: float | None = None  # estimated from whole-pipeline figures: their fixed cost, not in `ms`
 
     @property
     def label(self) -> str:
         note = f" +/-{self.error_pct:.0f}%" if self.error_pct is not None else ""
+        if self.pipeline_ms:
+            note += f"; model only, a full app pipeline adds ~{self.pipeline_ms:.2f} ms"
         return f"{self.ms:.3f} ms on {self.device} ({self.kind}{note})"
 
 
@@ -52,5 +55,6 @@ def predict(arch: ArchConfig, table: LatencyTable, breakdown: bool = False) -> P
     plain = total_us + overhead
     c = table.correction
     corrected = c.scale * plain + c.per_unit_us * count + c.offset_us
-    error = (table.estimate or {}).get("error_pct")
-    return Prediction(corrected / 1000, plain / 1000, table.device, table.kind, sections, error)
+    estimate = table.estimate or {}
+    return Prediction(corrected / 1000, plain / 1000, table.device, table.kind, sections,
+                      estimate.get("error_pct"), estimate.get("pipeline_ms"))
