@@ -6,28 +6,11 @@ import zipfile
 
 import pytest
 
-from nas.blocks.units import arch_units
 from predictors.latency import pixel6
 from predictors.latency.predict import predict
-from predictors.latency.table import Entry, LatencyTable, load_table, save_table
+from predictors.latency.table import load_table, save_table
 from search_spaces.reference import load_zoo
-
-
-def _entry(unit, us: float) -> Entry:
-    return Entry(us=us, p10=us * 0.9, p90=us * 1.2, n=20, op=unit.op, args=dict(unit.args),
-                 inputs=[None if s is None else list(s) for s in unit.inputs])
-
-
-def fake_host(arches) -> LatencyTable:
-    """A measured-looking host table over the units of `arches` (timings made up, deterministic)."""
-    table = LatencyTable(device="host", kind="measured", cpu="test cpu", ort_version="0", threads=1,
-                         created="2024-01-01T00:00:00+00:00", resolutions=sorted({a.resolution for a in arches}),
-                         overhead_us=20.0)
-    for arch in arches:
-        for unit in arch_units(arch):
-            c = unit.inputs[0]
-            table.entries[unit.key] = _entry(unit, 30.0 + 1e-3 * c[0] * c[1] * c[2])
-    return table
+from fakes import fake_host
 
 
 @pytest.fixture

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib
 from pathlib import Path
-from typing import Callable, Iterator
 
+from nas.cli.progress import counting_bar
 from nas.errors import UserError
+from predictors.latency.devices import open_device_table
 
 
 def _resolutions(text: str) -> list[int]:
@@ -18,29 +18,6 @@ def _resolutions(text: str) -> list[int]:
     if not values or any(v < 32 or v > 1024 for v in values):
         raise UserError(f"--resolutions: expected pixel sizes between 32 and 1024, got {text!r}")
     return values
-
-
-def open_device_table(device: str | None, table: str | None):
-    """(table, path) from --table FILE or --device NAME; warns when a measured table is foreign."""
-    from predictors.latency.devices import table_path
-    from predictors.latency.table import load_table, warn_if_foreign
-
-    path = Path(table) if table else table_path(device or "host")
-    loaded = load_table(path)
-    warn_if_foreign(loaded, path)
-    return loaded, path
-
-
-@contextlib.contextmanager
-def counting_bar(description: str, quiet: bool) -> Iterator[Callable[[int, int], None]]:
-    """A progress bar with count, elapsed time and ETA; yields the `progress(done, total)` callback
-    that long jobs (table build, validation) report to."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
-
-    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), "eta", TimeRemainingColumn(), disable=quiet) as bar:
-        task = bar.add_task(description, total=None)
-        yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
 def run_build(args: argparse.Namespace) -> int:

@@ -13,7 +13,7 @@ def _some(keys: list[str]) -> str:
 
 
 def run_import(args: argparse.Namespace) -> int:
-    from nas.cli.latency import open_device_table
+    from predictors.latency.devices import open_device_table
     from nas.errors import UserError
     from predictors.latency.devices import default_build_path
     from predictors.latency.probe import load_results, measured_table

@@ -7,7 +7,8 @@ import argparse
 def run_pack(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-    from nas.cli.latency import _resolutions, open_device_table
+    from nas.cli.latency import _resolutions
+    from predictors.latency.devices import open_device_table
     from nas.errors import UserError
     from predictors.latency.probe import select_keys, write_pack
 

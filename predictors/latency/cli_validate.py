@@ -6,7 +6,8 @@ from pathlib import Path
 
 
 def run(args: argparse.Namespace) -> int:
-    from nas.cli.latency import counting_bar, open_device_table
+    from nas.cli.progress import counting_bar
+    from predictors.latency.devices import open_device_table
     from nas.errors import UserError
     from predictors.latency.validate import validate
 

@@ -39,3 +39,13 @@ def table_path(device: str) -> Path:
 
 def default_build_path(device: str) -> Path:
     return user_dir() / f"{device}.json"
+
+
+def open_device_table(device: str | None, table: str | None = None):
+    """(table, path) from a table file or a device name; warns when a measured table is foreign."""
+    from predictors.latency.table import load_table, warn_if_foreign
+
+    path = Path(table) if table else table_path(device or "host")
+    loaded = load_table(path)
+    warn_if_foreign(loaded, path)
+    return loaded, path

@@ -1,0 +1,1 @@
+"""Latency-constrained architecture search with Optuna (see nas/cli/search.py for the command)."""

@@ -1,0 +1,132 @@
+"""The search loop: one Optuna study per run folder, shared by any number of workers.
+
+`--trials N` is the number of COMPLETE trials the study should hold, whoever ran them. Each worker
+loops ask -> evaluate -> tell until the count is reached, so running the same command again
+resumes a study (nothing runs if it is complete) and two workers on one storage finish N trials
+between them. A worker that asks in the same instant as another for the last slot finds itself
+over the count and ends its trial as PRUNED ("surplus") without evaluating it.
+
+A study remembers what it searches (space, device table, budget, objective, accuracy source):
+resuming it with different settings is an error rather than a silently mixed study.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import optuna
+from optuna.trial import TrialState
+
+from nas.errors import UserError
+from nas.search.problem import SearchProblem
+from nas.search.storage import WORKER_ATTR, fail_dead_workers_trials, worker_id
+from nas.supernet.spaces import space_to_dict
+
+SAMPLERS = ("tpe", "nsga2", "random")
+SURPLUS_ATTR = "surplus"
+
+
+def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
+    """TPE (constraint-aware, the default), NSGA-II (constraint-aware, for Pareto fronts), random."""
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=20)
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=50)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    raise UserError(f"--sampler: unknown sampler {name!r} (expected one of {', '.join(SAMPLERS)})")
+
+
+def study_identity(problem: SearchProblem, table_sha256: str, source_sha256: str) -> dict[str, Any]:
+    """What a study's trials mean; a resumed study must match it field by field."""
+    space = json.dumps(space_to_dict(problem.space), sort_keys=True)
+    return {"space": problem.space.name, "space_sha256": hashlib.sha256(space.encode()).hexdigest()[:16],
+            "device": problem.table.device, "table_sha256": table_sha256, "budget_ms": problem.budget_ms,
+            "objective": problem.objective, "accuracy_sha256": source_sha256}
+
+
+def open_study(storage: Any, name: str, problem: SearchProblem, identity: dict[str, Any], sampler_name: str,
+               seed: int) -> optuna.Study:
+    """Create the study or load it (checking its identity); the sampler's seed is offset by the
+    trials already there, so a second worker or a resumed run does not replay the first's draws."""
+    try:
+        study = optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        study = None
+    if study is None:
+        try:
+            study = optuna.create_study(study_name=name, storage=storage, directions=problem.directions,
+                                        sampler=make_sampler(sampler_name, seed))
+            for key, value in identity.items():
+                study.set_user_attr(key, value)
+        except optuna.exceptions.DuplicatedStudyError:  # another worker created it meanwhile
+            study = optuna.load_study(study_name=name, storage=storage)
+    stored = study.user_attrs
+    for key, value in identity.items():
+        if key in stored and stored[key] != value:
+            raise UserError(f"--study {name}: this study was started with {key}={stored[key]!r}, not {value!r}; "
+                            "resume it with the same settings or pick another --study")
+    study.sampler = make_sampler(sampler_name, seed + len(study.get_trials(deepcopy=False)))
+    return study
+
+
+def _counts(study: optuna.Study) -> tuple[int, list[int]]:
+    complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    running = [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
+    return complete, running
+
+
+def feasible_value(trial: optuna.trial.FrozenTrial, budget_ms: float) -> float | None:
+    """The accuracy of a complete trial within budget, else None."""
+    if trial.state != TrialState.COMPLETE or trial.user_attrs.get("latency_ms", float("inf")) > budget_ms:
+        return None
+    return trial.values[0]
+
+
+@dataclass
+class LoopReport:
+    ran: int
+    surplus: int
+    failed_dead: int
+    seconds: float
+
+
+def run_trials(study: optuna.Study, problem: SearchProblem, trials: int,
+               progress: Callable[[int, float | None], None] | None = None) -> LoopReport:
+    """Evaluate trials until the study holds `trials` complete ones."""
+    failed_dead = fail_dead_workers_trials(study)
+    me = worker_id()
+    best = max((v for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                if (v := feasible_value(t, problem.budget_ms)) is not None), default=None)
+    ran = surplus = 0
+    started = time.perf_counter()
+    complete, running = _counts(study)
+    if progress:
+        progress(complete, best)
+    while complete + len(running) < trials:
+        trial = study.ask()
+        trial.set_user_attr(WORKER_ATTR, me)
+        complete, running = _counts(study)
+        if trial.number not in sorted(running)[:max(trials - complete, 0)]:
+            trial.set_user_attr(SURPLUS_ATTR, True)
+            study.tell(trial, state=TrialState.PRUNED)
+            surplus += 1
+            break
+        try:
+            values = problem(trial)
+        except BaseException:
+            study.tell(trial, state=TrialState.FAIL)
+            raise
+        study.tell(trial, values)
+        ran += 1
+        accuracy = values if isinstance(values, float) else values[0]
+        if trial.user_attrs["latency_ms"] <= problem.budget_ms and (best is None or accuracy > best):
+            best = accuracy
+        complete, running = _counts(study)
+        if progress:
+            progress(complete, best)
+    return LoopReport(ran, surplus, failed_dead, time.perf_counter() - started)

@@ -1,0 +1,76 @@
+"""Where a search's accuracy signal comes from, and which space it can rate.
+
+An accuracy source is only meaningful on the space it was trained on: a supernet holds weights for
+its space's members, a predictor was fitted on evaluations of that space. So the source decides
+the space a search explores, and each source describes itself (path, content hash, held-out
+quality) for the search's result files.
+
+- `PredictorSource`: the fitted MLP ensemble (microseconds a member; the default ships).
+- `SupernetSource`: real inherited-weight evaluation (extract, BN recalibration, val split;
+  about a second a member on a CPU at 64 px).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping, Protocol
+
+from nas.arch.schema import ArchConfig
+from search_spaces.hybrid import HybridSpace
+
+
+class AccuracySource(Protocol):
+    space: HybridSpace
+    label: str  # a few words for tables and plots
+
+    def rate(self, arch: ArchConfig, params: Mapping[str, Any]) -> float: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+
+class PredictorSource:
+    def __init__(self, path: str | Path) -> None:
+        from predictors.accuracy.model import file_sha256, load_predictor
+
+        self.path = Path(path)
+        self.predictor = load_predictor(self.path)
+        self.space = self.predictor.space
+        self.sha256 = file_sha256(self.path)
+        tau = self.predictor.info.get("holdout", {}).get("kendall_tau")
+        self.label = "predicted val top-1" + (f" (held-out tau {tau:.2f})" if tau is not None else "")
+
+    def rate(self, arch: ArchConfig, params: Mapping[str, Any]) -> float:
+        return self.predictor.predict_params(dict(params))
+
+    def describe(self) -> dict[str, Any]:
+        info = self.predictor.info
+        return {"kind": "predictor", "path": str(self.path), "sha256": self.sha256, "metric": info.get("metric"),
+                "samples": info.get("samples"), "holdout": info.get("holdout"),
+                "supernet": info.get("supernet")}
+
+
+class SupernetSource:
+    def __init__(self, checkpoint: str | Path, data_root: str | Path | None, calib_batches: int = 4) -> None:
+        from nas.data import default_data_root, load_dataset
+        from nas.errors import UserError
+        from nas.supernet.evaluate import SubnetEvaluator, load_supernet
+        from predictors.accuracy.model import file_sha256
+
+        self.path = Path(checkpoint)
+        supernet = load_supernet(self.path)
+        data = load_dataset(data_root or default_data_root())
+        if data.num_classes != supernet.space.num_classes:
+            raise UserError(f"--data: {data.num_classes} classes, the supernet was trained for "
+                            f"{supernet.space.num_classes}")
+        self.space = supernet.space
+        self.evaluator = SubnetEvaluator(supernet, data, "val", calib_batches=calib_batches)
+        file = self.path / "supernet.pt" if self.path.is_dir() else self.path
+        self.sha256 = file_sha256(file)
+        self.data = data.describe()
+        self.label = "supernet val top-1 (inherited weights)"
+
+    def rate(self, arch: ArchConfig, params: Mapping[str, Any]) -> float:
+        return float(self.evaluator.evaluate(arch)["acc"])
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "supernet", "path": str(self.path), "sha256": self.sha256,
+                "metric": "val top-1 with inherited supernet weights (BN recalibrated)", "data": self.data}

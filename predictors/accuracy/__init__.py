@@ -1,0 +1,1 @@
+"""Accuracy predictors fitted on supernet evaluations: the fast accuracy signal of a search."""
