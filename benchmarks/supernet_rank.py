@@ -2,9 +2,8 @@
 
 Recipe (every step resumable: re-run the same command after an interruption):
 
-  1. train the supernet of the `proxy` space on the shared proxy dataset (imagenette2-64, 64 px):
-     `nas supernet train --space proxy --epochs 10 --batch-size 64 --num-random 1` (sandwich rule,
-     in-place distillation, AdamW 2e-3 + cosine, label smoothing 0.1); budget: <= 2 h on 2 CPU cores;
+  1. train the supernet with the committed recipe (benchmarks/supernet_recipe.py: the `proxy` space
+     on the shared proxy dataset, 10 epochs; budget <= 2 h on 2 CPU cores);
   2. pick --archs members spread over the space: 120 seeded samples, sorted by parameter count,
      taken at evenly spaced quantiles, stage 2/3 families alternating so that every family appears;
   3. rate each with inherited weights (BN recalibrated on 4 x 128 training images) on the val split;
@@ -38,9 +37,10 @@ from nas.arch import save_arch  # noqa: E402
 from nas.cli.main import main as nas  # noqa: E402
 from nas.data import default_data_root, load_dataset  # noqa: E402
 from nas.profile import count_params  # noqa: E402
-from nas.supernet import Supernet, resolve_space  # noqa: E402
+from nas.supernet import Supernet  # noqa: E402
 from nas.supernet.evaluate import SubnetEvaluator, load_supernet  # noqa: E402
 from nas.builder import build_model  # noqa: E402
+from supernet_recipe import BATCH, EPOCHS, NUM_RANDOM, SPACE, train_supernet  # noqa: E402
 
 
 def pick_archs(space, count: int, seed: int = 0) -> list:
@@ -85,11 +85,11 @@ def kendall_tau(a: list[float], b: list[float]) -> float:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=str(default_data_root()))
-    p.add_argument("--space", default="proxy")
-    p.add_argument("--epochs", type=int, default=10, help="supernet epochs (default 10)")
+    p.add_argument("--space", default=SPACE)
+    p.add_argument("--epochs", type=int, default=EPOCHS, help=f"supernet epochs (default {EPOCHS})")
     p.add_argument("--standalone-epochs", type=int, default=4, help="standalone epochs per arch (default 4)")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--num-random", type=int, default=1)
+    p.add_argument("--batch-size", type=int, default=BATCH)
+    p.add_argument("--num-random", type=int, default=NUM_RANDOM)
     p.add_argument("--archs", type=int, default=12)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--runs", default=str(ROOT / "runs" / "supernet_rank"))
@@ -112,13 +112,9 @@ def main() -> int:
     common = ["--data", str(data_root), "--batch-size", str(args.batch_size), "--seed", str(args.seed), "--quiet"]
 
     # 1. supernet (resumes if interrupted)
-    sn_dir = runs / f"supernet-{args.space}"
     tic = time.perf_counter()
-    code = nas(["supernet", "train", "--space", args.space, "--epochs", str(args.epochs), "--out", str(sn_dir),
-                "--num-random", str(args.num_random), "--checkpoint-every", "50", *common])
-    if code:
-        return code
-    supernet_metrics = json.loads((sn_dir / "metrics.json").read_text())
+    sn_dir, supernet_metrics = train_supernet(runs, data_root, args.seed, args.space, args.epochs, args.batch_size,
+                                              args.num_random)
     print(f"supernet: {supernet_metrics['train_time_s'] / 3600:.2f} h of training "
           f"({time.perf_counter() - tic:.0f} s this session)")
 

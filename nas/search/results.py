@@ -61,13 +61,12 @@ def zoo_points(problem: SearchProblem) -> list[dict[str, Any]]:
     """Reference-zoo models at the space's largest resolution and class count: latency on the same
     table, and accuracy where the source can rate them (members of the space; otherwise None).
     Models whose units the table lacks at that resolution are left out."""
-    from search_spaces.reference import load_zoo, zoo_names
+    from search_spaces.reference import load_zoo_scaled, zoo_names
 
     space = problem.space
     points = []
     for name in zoo_names():
-        arch = load_zoo(name).model_copy(update={"resolution": max(space.resolutions),
-                                                 "num_classes": space.num_classes})
+        arch = load_zoo_scaled(name, max(space.resolutions), space.num_classes)
         try:
             latency = problem.latency_ms(arch)
         except UserError:

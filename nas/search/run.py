@@ -97,36 +97,41 @@ class LoopReport:
 
 def run_trials(study: optuna.Study, problem: SearchProblem, trials: int,
                progress: Callable[[int, float | None], None] | None = None) -> LoopReport:
-    """Evaluate trials until the study holds `trials` complete ones."""
+    """Evaluate trials until the study holds `trials` complete ones. Optuna's own loop runs them
+    (`study.optimize`: RDB heartbeats, FAIL on an exception); the objective prunes a surplus trial
+    and a callback stops once complete + running trials reach the count."""
     failed_dead = fail_dead_workers_trials(study)
     me = worker_id()
     best = max((v for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
                 if (v := feasible_value(t, problem.budget_ms)) is not None), default=None)
-    ran = surplus = 0
-    started = time.perf_counter()
+    counts = {"ran": 0, "surplus": 0}
     complete, running = _counts(study)
     if progress:
         progress(complete, best)
-    while complete + len(running) < trials:
-        trial = study.ask()
+
+    def objective(trial: optuna.Trial) -> float | tuple[float, float]:
         trial.set_user_attr(WORKER_ATTR, me)
         complete, running = _counts(study)
         if trial.number not in sorted(running)[:max(trials - complete, 0)]:
             trial.set_user_attr(SURPLUS_ATTR, True)
-            study.tell(trial, state=TrialState.PRUNED)
-            surplus += 1
-            break
-        try:
-            values = problem(trial)
-        except BaseException:
-            study.tell(trial, state=TrialState.FAIL)
-            raise
-        study.tell(trial, values)
-        ran += 1
-        accuracy = values if isinstance(values, float) else values[0]
-        if trial.user_attrs["latency_ms"] <= problem.budget_ms and (best is None or accuracy > best):
-            best = accuracy
+            counts["surplus"] += 1
+            raise optuna.TrialPruned("surplus: the study reached --trials meanwhile")
+        return problem(trial)
+
+    def after(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        nonlocal best
+        if trial.state == TrialState.COMPLETE:
+            counts["ran"] += 1
+            value = feasible_value(trial, problem.budget_ms)
+            if value is not None and (best is None or value > best):
+                best = value
         complete, running = _counts(study)
         if progress:
             progress(complete, best)
-    return LoopReport(ran, surplus, failed_dead, time.perf_counter() - started)
+        if complete + len(running) >= trials:
+            study.stop()
+
+    started = time.perf_counter()
+    if complete + len(running) < trials:
+        study.optimize(objective, callbacks=[after], catch=(), gc_after_trial=False)
+    return LoopReport(counts["ran"], counts["surplus"], failed_dead, time.perf_counter() - started)

@@ -43,22 +43,26 @@ def default_resolutions() -> list[int]:
 
 
 def needed_units(resolutions: Iterable[int], num_classes: int = 1000) -> dict[str, Unit]:
-    """Key -> unit for the space at `resolutions` (with `num_classes` outputs, and the proxy
-    subspace with the proxy dataset's, which the default accuracy predictor searches) and the zoo
-    models at one of them, sorted by key."""
+    """Key -> unit for the space at `resolutions` (with `num_classes` outputs), the zoo models at
+    their own resolution if it is one of them, and - when the proxy resolution is - what searches
+    on the proxy dataset need: the proxy subspace (the default accuracy predictor's) and the zoo
+    scaled to that dataset (their reference points). Sorted by key."""
     from nas.supernet.spaces import PROXY_NUM_CLASSES, PRESETS
     from search_spaces.hybrid import HybridSpace
-    from search_spaces.reference import load_zoo, zoo_names
+    from search_spaces.reference import load_zoo, load_zoo_scaled, zoo_names
 
     resolutions = set(resolutions)
     units: dict[str, Unit] = {}
-    for space in (HybridSpace(num_classes=num_classes), PRESETS["proxy"](PROXY_NUM_CLASSES)):
+    proxy = PRESETS["proxy"](PROXY_NUM_CLASSES)
+    for space in (HybridSpace(num_classes=num_classes), proxy):
         for r in sorted(resolutions & set(space.resolutions)):
             units.update((u.key, u) for u in space.units(r))
     for name in zoo_names():
         arch = load_zoo(name)
         if arch.resolution in resolutions:
             units.update((u.key, u) for u in arch_units(arch))
+        for r in sorted(resolutions & set(proxy.resolutions)):
+            units.update((u.key, u) for u in arch_units(load_zoo_scaled(name, r, PROXY_NUM_CLASSES)))
     from predictors.latency.pixel6 import ANCHORS  # device calibration models at their published size
 
     for anchor in ANCHORS:

@@ -26,6 +26,12 @@ def load_zoo(name: str):  # -> ArchConfig (import deferred: nas.arch imports thi
     return load_arch(zoo_path(name))
 
 
+def load_zoo_scaled(name: str, resolution: int, num_classes: int):
+    """A zoo model for another dataset, by one rule for all: the same network, fed `resolution` px,
+    with a `num_classes`-way classifier (how the search plots and the headline compare them)."""
+    return load_zoo(name).model_copy(update={"resolution": resolution, "num_classes": num_classes})
+
+
 def fidelity(name: str) -> dict:
     """Our params/FLOPs of a zoo model against its published figures (relative errors)."""
     from nas.profile import profile_arch

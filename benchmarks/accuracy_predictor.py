@@ -1,0 +1,98 @@
+"""The shipped accuracy predictor (predictors/accuracy/default.json), from the committed supernet recipe.
+
+  1. the supernet of benchmarks/supernet_recipe.py (trained, or resumed, or already there);
+  2. `nas predictor fit` on --samples random members of its space (inherited weights, BN
+     recalibrated on 4 x 128 training images, val split; journaled, so a rerun continues), once
+     with the MLP ensemble and once with the ridge baseline on the same samples;
+  3. the model with the higher held-out (5-fold) Kendall tau is written to
+     predictors/accuracy/default.json, its samples beside it (default.samples.jsonl);
+  4. how fast it rates members (the search's per-trial cost), in members per second.
+
+Writes benchmarks/results/accuracy_predictor.json.
+
+    python benchmarks/accuracy_predictor.py            # about 1 h with the supernet, 10 min without
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import sklearn  # noqa: E402
+import torch  # noqa: E402
+
+from nas.atomic import atomic_write_text  # noqa: E402
+from nas.cli.main import main as nas  # noqa: E402
+from nas.data import default_data_root  # noqa: E402
+from predictors.accuracy.model import DEFAULT_PREDICTOR, load_predictor  # noqa: E402
+from supernet_recipe import train_supernet  # noqa: E402
+
+
+def rating_speed(path: Path, count: int = 2000) -> float:
+    """Members rated per second through the search's path (Optuna parameters -> accuracy)."""
+    predictor = load_predictor(path)
+    params = [predictor.space.encode(predictor.space.sample(i)) for i in range(count)]
+    tic = time.perf_counter()
+    for p in params:
+        predictor.predict_params(p)
+    return count / (time.perf_counter() - tic)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default=str(default_data_root()))
+    p.add_argument("--samples", type=int, default=400)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--runs", default=str(ROOT / "runs" / "supernet_rank"), help="where the supernet run lives")
+    p.add_argument("--out", default=str(DEFAULT_PREDICTOR))
+    p.add_argument("--report", default=str(ROOT / "benchmarks" / "results" / "accuracy_predictor.json"))
+    args = p.parse_args()
+    started = time.perf_counter()
+    sn_dir, sn_metrics = train_supernet(Path(args.runs), Path(args.data), args.seed)
+
+    fits, work = {}, Path(args.runs) / "predictor"
+    work.mkdir(parents=True, exist_ok=True)
+    for kind in ("mlp", "ridge"):
+        out = work / f"{kind}.json"
+        samples = work / "samples.samples.jsonl"  # one journal (--out samples.json): both models see the same members
+        tic = time.perf_counter()
+        code = nas(["predictor", "fit", "--supernet", str(sn_dir / "supernet.pt"), "--data", args.data,
+                    "--samples", str(args.samples), "--seed", str(args.seed), "--model", kind,
+                    "--out", str(work / "samples.json"), "--quiet"])
+        if code:
+            return code
+        shutil.copyfile(work / "samples.json", out)
+        fits[kind] = {"holdout": load_predictor(out).info["holdout"], "seconds": round(time.perf_counter() - tic, 1)}
+        print(f"{kind}: held-out {fits[kind]['holdout']}")
+    chosen = max(fits, key=lambda k: fits[k]["holdout"]["kendall_tau"])
+    target = Path(args.out)
+    shutil.copyfile(work / f"{chosen}.json", target)
+    shutil.copyfile(samples, target.with_name(target.stem + ".samples.jsonl"))
+    speed = rating_speed(target)
+    accs = [json.loads(line)["acc"] for line in samples.read_text().splitlines() if line.strip()]
+    report = {
+        "predictor": str(target.relative_to(ROOT)) if target.is_relative_to(ROOT) else str(target),
+        "chosen": chosen, "fits": fits, "samples": len(accs),
+        "val_accuracy_range": [min(accs), max(accs)],
+        "members_rated_per_s": round(speed),
+        "supernet": {k: sn_metrics.get(k) for k in ("train_time_s", "largest_val_acc", "smallest_val_acc",
+                                                     "images_per_s", "space")},
+        "machine": {"python": platform.python_version(), "torch": torch.__version__,
+                    "scikit_learn": sklearn.__version__, "platform": platform.platform()},
+        "wall_time_s": round(time.perf_counter() - started, 1),
+    }
+    atomic_write_text(args.report, json.dumps(report, indent=2) + "\n")
+    print(f"{target}: {chosen} (held-out tau {fits[chosen]['holdout']['kendall_tau']:.3f}), "
+          f"{speed:.0f} members/s -> {args.report}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

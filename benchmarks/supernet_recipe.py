@@ -1,0 +1,27 @@
+"""The committed supernet recipe, shared by the ranking benchmark and the default accuracy predictor.
+
+`nas supernet train --space proxy --epochs 10 --batch-size 64 --num-random 1 --seed 0` on the shared
+proxy dataset (imagenette2-64, 64 px): sandwich rule, in-place distillation, AdamW + cosine,
+label smoothing 0.1 (the command's defaults). It fits in under an hour on this 2-core machine;
+running it again resumes (or does nothing once done).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from nas.cli.main import main as nas
+
+SPACE, EPOCHS, BATCH, NUM_RANDOM = "proxy", 10, 64, 1
+
+
+def train_supernet(runs: Path, data_root: Path, seed: int = 0, space: str = SPACE, epochs: int = EPOCHS,
+                   batch_size: int = BATCH, num_random: int = NUM_RANDOM) -> tuple[Path, dict]:
+    """(run folder, its metrics.json) after training or resuming the supernet; raises on failure."""
+    out = runs / f"supernet-{space}"
+    code = nas(["supernet", "train", "--space", space, "--epochs", str(epochs), "--out", str(out),
+                "--num-random", str(num_random), "--checkpoint-every", "50", "--data", str(data_root),
+                "--batch-size", str(batch_size), "--seed", str(seed), "--quiet"])
+    if code:
+        raise SystemExit(code)
+    return out, json.loads((out / "metrics.json").read_text())
