@@ -136,7 +136,12 @@ def _fit_members(x: np.ndarray, y: np.ndarray, seeds: Sequence[int], hidden: tup
     from sklearn.neural_network import MLPRegressor
     from threadpoolctl import threadpool_limits
 
-    with threadpool_limits(1):  # tiny matrices: threads only contend (with a training run, badly)
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+
+    with threadpool_limits(1), warnings.catch_warnings():  # tiny matrices: threads only contend
+        warnings.simplefilter("ignore", ConvergenceWarning)  # the iteration cap is part of the regularisation
         if kind == "ridge":
             ridge = Ridge(alpha=3.0).fit(x, y)
             return [[Layer(ridge.coef_.reshape(-1, 1).astype(np.float64), np.array([float(ridge.intercept_)]))]]
