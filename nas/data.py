@@ -20,7 +20,6 @@ their slice of the same global batch, so a DDP run sees the data a single proces
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import pickle
@@ -34,7 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from nas.errors import UserError
+from nas.errors import UserError, read_json
 
 # Per-channel statistics of the proxy's train split (its README), RGB in [0, 1]. Used for every
 # dataset: recomputing them per folder would make a model's input contract depend on its data.
@@ -142,12 +141,7 @@ def _read_npz_layout(root: Path) -> tuple[tuple[str, ...], Split, Split]:
 
 def _read_classes_json(path: Path) -> tuple[str, ...]:
     """classes.json: {"0": {"wnid": ..., "name": ...}, ...} (or {"0": "name"}) with keys 0..K-1."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{path}: file not found (expected the class list next to the .npz chunks)") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"{path}: not a readable JSON class list ({exc})") from None
+    data = read_json(path, "JSON class list", missing="file not found (expected the class list next to the .npz chunks)")
     if not isinstance(data, dict) or sorted(data, key=str) != sorted(str(i) for i in range(len(data))) or not data:
         raise UserError(f"{path}: expected an object with keys \"0\"..\"K-1\"")
     entries = [data[str(i)] for i in range(len(data))]

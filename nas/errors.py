@@ -6,8 +6,25 @@ traceback.
 """
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+from typing import Any
+
 
 class UserError(Exception):
     """Bad input: printed as one line, exit code 2."""
 
     exit_code = 2
+
+
+def read_json(path: str | os.PathLike[str], what: str, missing: str = "file not found") -> Any:
+    """The JSON content of `path`; a missing or unreadable file is a one-line UserError naming it
+    and `what` it should have been (e.g. "predictor JSON file")."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{path}: {missing}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"{path}: not a readable {what} ({exc})") from None

@@ -20,7 +20,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from nas.errors import UserError
+from nas.errors import UserError, read_json
 from search_spaces.hybrid import ATTENTION_FAMILIES, CONV_FAMILIES, HybridSpace, StageChoices
 
 
@@ -89,10 +89,7 @@ def resolve_space(ref: str, num_classes: int) -> HybridSpace:
     path = Path(ref)
     if not path.exists():
         raise UserError(f"--space {ref}: neither a preset ({', '.join(PRESETS)}) nor an existing JSON file")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"{path}: not a readable JSON space description ({exc})") from None
+    data = read_json(path, "JSON space description")
     if isinstance(data, dict):
         data = {**data, "num_classes": num_classes}
     return space_from_dict(data, str(path))

@@ -24,7 +24,7 @@ import numpy as np
 
 from nas.arch.schema import ArchConfig
 from nas.atomic import atomic_write_text
-from nas.errors import UserError
+from nas.errors import UserError, read_json
 from nas.supernet.spaces import space_from_dict, space_to_dict
 from predictors.accuracy.encoding import SpaceEncoding
 from search_spaces.hybrid import HybridSpace
@@ -95,12 +95,7 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
 def load_predictor(path: str | os.PathLike[str] = DEFAULT_PREDICTOR) -> AccuracyPredictor:
     """A predictor file; anything unreadable or inconsistent is a one-line UserError naming it."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{path}: predictor file not found") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"{path}: not a readable predictor JSON file ({exc})") from None
+    data = read_json(path, "predictor JSON file", missing="predictor file not found")
     if not isinstance(data, dict) or data.get("format") != PREDICTOR_FORMAT:
         found = data.get("format") if isinstance(data, dict) else type(data).__name__
         raise UserError(f"{path}: format: expected {PREDICTOR_FORMAT!r}, found {found!r}")
