@@ -23,7 +23,7 @@ import itertools
 import math
 import random
 from dataclasses import dataclass
-from typing import Any, Mapping, Protocol
+from typing import Any, Mapping, Protocol, Sequence
 
 from pydantic import TypeAdapter
 
@@ -299,11 +299,13 @@ class HybridSpace:
         rng = rng if isinstance(rng, random.Random) else random.Random(rng)
         return self.suggest(_RandomTrial(rng))
 
-    def smallest(self) -> ArchConfig:
-        return self.suggest(_ExtremeTrial(largest=False))
+    def smallest(self, families: Sequence[str] | None = None) -> ArchConfig:
+        """The cheapest member; with `families` (one per stage), the cheapest of that family layout."""
+        return self.suggest(_ExtremeTrial(largest=False, families=families))
 
-    def largest(self) -> ArchConfig:
-        return self.suggest(_ExtremeTrial(largest=True))
+    def largest(self, families: Sequence[str] | None = None) -> ArchConfig:
+        """The costliest member; with `families` (one per stage), the costliest of that family layout."""
+        return self.suggest(_ExtremeTrial(largest=True, families=families))
 
 
 def _stage_se(placement: str, index: int, num_stages: int) -> str:
@@ -327,12 +329,18 @@ class _ExtremeTrial:
     _CHEAPEST = {"se": "none", "family": "mv2", "sample_rate": 4, "heads": 2}
     _COSTLIEST = {"se": "all", "family": "repvit", "sample_rate": 1, "heads": 4}
 
-    def __init__(self, largest: bool) -> None:
+    def __init__(self, largest: bool, families: Sequence[str] | None = None) -> None:
         self.largest = largest
+        self.families = families
 
     def suggest_categorical(self, name: str, choices: Any) -> Any:
         choices = list(choices)
         key = name.rsplit(".", 1)[-1]
+        if key == "family" and self.families is not None:
+            family = self.families[int(name[1:].split(".")[0])]
+            if family not in choices:
+                raise ValueError(f"{name}: {family!r} is not one of {choices}")
+            return family
         table = self._COSTLIEST if self.largest else self._CHEAPEST
         if key in table and table[key] in choices:
             return table[key]

@@ -328,3 +328,22 @@ def test_two_process_ddp_supernet_training_under_torchrun(small, fast, tmp_path)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["world_size"] == 2 and metrics["steps"] == 8
     assert len(load_checkpoint(out / "checkpoint.pt")["rng"]) == 2 and (out / "supernet.pt").exists()
+
+
+def test_every_family_gets_its_own_sandwich_extremes():
+    """The per-step largest/smallest follow a drawn family layout, so attention families are not
+    trained only when a random member happens to pick them."""
+    from nas.supernet.trainer import Sandwich, SupernetTrainer
+    from nas.train import make_recipe
+
+    trainer = SupernetTrainer.__new__(SupernetTrainer)  # step_members needs only these three
+    trainer.supernet, trainer.sandwich = Supernet(TINY), Sandwich(num_random=1)
+    trainer.recipe = make_recipe(epochs=1, resolution=48, batch_size=8, seed=0)
+    seen = set()
+    for step in range(60):
+        largest, smallest, *_ = trainer.step_members(step)
+        assert [s.block for s in largest.stages] == [s.block for s in smallest.stages]
+        assert largest == TINY.largest([s.block for s in largest.stages])
+        seen.update(s.block for s in largest.stages[2:])
+    assert seen == set(TINY.stages[2].families)
+    assert trainer.step_members(7) == trainer.step_members(7)  # a pure function of (seed, step)
