@@ -26,6 +26,7 @@ from predictors.accuracy.model import fit_predictor
 from predictors.latency.predict import predict
 from predictors.latency.table import save_table
 from fakes import fake_table
+from test_data import REAL, write_subset
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -110,6 +111,7 @@ def test_search_writes_a_best_arch_within_budget_and_every_result_file(env, run_
     assert run_cli("describe", run / "best.json")[0] == 0
     code, stdout, _ = run_cli("latency", "predict", run / "best.json", "--device", "host", "--json")
     assert code == 0 and json.loads(stdout)["ms"] == pytest.approx(meta["latency_ms"], abs=1e-3)
+    assert run_cli("export", run / "best.json", "--onnx", run / "best.onnx")[0] == 0
 
 
 def test_running_the_same_command_again_resumes_the_study(env, run_cli, budget):
@@ -247,3 +249,38 @@ def test_two_workers_on_one_storage_share_the_trial_count(env, assets, budget, t
     numbers = [t.number for t in study.trials]
     assert len(numbers) == len(set(numbers))
     assert len({t.user_attrs["worker"] for t in complete}) == 2  # both took part
+
+
+# ------------------------------------------------------------------ the shipped defaults
+def test_the_readme_command_runs_on_the_shipped_predictor_and_estimated_pixel6_table(run_cli, tmp_path,
+                                                                                     monkeypatch):
+    monkeypatch.setenv("HYBRID_NAS_TABLES", str(tmp_path / "no-user-tables"))
+    code, stdout, err = run_cli("search", "--budget", "1ms", "--device", "pixel6", "--trials", "30",
+                                "--out", tmp_path, "--quiet")
+    assert code == 0, err
+    assert "ESTIMATED" in stdout and "top architectures" in stdout
+    best = load_arch(tmp_path / "pixel6-1ms-acc" / "best.json")
+    meta = best.meta["search"]
+    assert meta["latency_kind"] == "estimated" and meta["latency_error_pct"] > 0 and meta["latency_ms"] <= 1.0
+    assert meta["accuracy_source"]["holdout"]["kendall_tau"] > 0
+    assert "estimated" in (tmp_path / "pixel6-1ms-acc" / "report.md").read_text()
+
+
+@pytest.mark.skipif(not (REAL / "train-000.npz").exists(), reason=f"no proxy dataset at {REAL}")
+def test_a_supernet_checkpoint_rates_members_for_real(env, run_cli, budget, tmp_path, space):
+    import torch
+
+    from nas.supernet import Supernet
+    from nas.supernet.evaluate import supernet_file
+
+    data = write_subset(tmp_path / "data", train_per_class=10, test_per_class=3)
+    torch.save(supernet_file(Supernet(space, seed=0)), tmp_path / "supernet.pt")
+    _, out = env
+    code, _, err = run_cli("search", "--budget", budget, "--device", "host", "--supernet", tmp_path / "supernet.pt",
+                           "--data", data, "--trials", "4", "--out", out, "--quiet", "--study", "sn")
+    assert code == 0, err
+    meta = load_arch(out / "sn" / "best.json").meta["search"]
+    assert meta["accuracy_source"]["kind"] == "supernet" and 0.0 <= meta["accuracy"] <= 1.0
+    code, _, err = run_cli("search", "--budget", budget, "--device", "host", "--supernet", tmp_path / "supernet.pt",
+                           "--predictor", "x.json", "--out", out)
+    assert code == 2 and "give one accuracy source" in err

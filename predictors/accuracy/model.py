@@ -76,11 +76,16 @@ class AccuracyPredictor:
     def to_dict(self) -> dict[str, Any]:
         return {"format": PREDICTOR_FORMAT, "space": space_to_dict(self.space), "columns": self.encoding.columns,
                 "target": {"mean": self.target_mean, "std": self.target_std}, "info": self.info,
-                "members": [[{"weight": layer.weight.tolist(), "bias": layer.bias.tolist()} for layer in m]
+                "members": [[{"weight": _short(layer.weight), "bias": _short(layer.bias)} for layer in m]
                             for m in self.members]}
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         return atomic_write_text(path, json.dumps(self.to_dict(), separators=(",", ":")) + "\n")
+
+
+def _short(values: np.ndarray) -> list:
+    """Weights at 7 significant digits (float32's precision): a third of float64's JSON text."""
+    return np.vectorize(lambda v: float(f"{v:.7g}"), otypes=[float])(values).tolist()
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
