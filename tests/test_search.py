@@ -140,8 +140,15 @@ def test_other_samplers_and_the_pareto_objective(env, run_cli, budget, sampler, 
                            "--objective", objective, "--study", f"{sampler}-{objective}")
     assert code == 0, err
     study = _study(out, f"{sampler}-{objective}")
+    assert (out / f"{sampler}-{objective}" / "pareto.json").exists()
     assert len(study.directions) == (2 if objective == "pareto" else 1)
     assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 25
+
+
+def test_in_memory_storage_writes_the_results_but_no_study_file(env, run_cli, budget):
+    predictor, out = env
+    assert _search(run_cli, predictor, out, budget, "--trials", "10", "--study", "m", "--storage", "memory")[0] == 0
+    assert (out / "m" / "best.json").exists() and not (out / "m" / "study.journal").exists()
 
 
 def test_tpe_beats_its_own_random_start_within_budget(env, run_cli, budget):

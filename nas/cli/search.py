@@ -171,8 +171,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", metavar="DIR", help="with --supernet: dataset for BN recalibration and val")
     p.add_argument("--sampler", default="tpe", help="tpe (default), nsga2 or random")
     p.add_argument("--storage", metavar="URL", help="Optuna storage shared by workers: postgresql://..., "
-                                                    "sqlite:///FILE, journal:FILE (default: a journal file "
-                                                    "in the run folder)")
+                                                    "sqlite:///FILE, journal:FILE, memory (not persisted; "
+                                                    "default: a journal file in the run folder)")
     p.add_argument("--study", help="study name (default DEVICE-BUDGET-OBJECTIVE)")
     p.add_argument("--out", default="runs", help="parent folder of the run folder (default runs/)")
     p.add_argument("--seed", type=int, default=0, help="sampler seed (default 0)")

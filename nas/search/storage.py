@@ -8,6 +8,8 @@
   workers on many machines (PostgreSQL), with Optuna's heartbeat so that a killed worker's trial
   is marked failed by the next worker instead of blocking the count.
 - `journal:PATH`: a journal file elsewhere (e.g. on a shared disk).
+- `memory`: nothing persisted (no resume, no second worker), for the fastest exploratory runs:
+  the journal's fsync per storage write is a large part of a predictor-driven trial's cost.
 
 A worker records `host:pid` on each trial it runs. Journal files have no heartbeat, so a worker
 starting on a journal fails the RUNNING trials of processes on its own host that no longer exist
@@ -36,6 +38,8 @@ def default_url(run_dir: Path) -> str:
 
 def open_storage(url: str) -> Any:
     """An Optuna storage for `url`; one that cannot be opened or reached is a UserError."""
+    if url == "memory":
+        return optuna.storages.InMemoryStorage()
     if url.startswith("journal:"):
         from optuna.storages import JournalStorage
         from optuna.storages.journal import JournalFileBackend
@@ -49,7 +53,7 @@ def open_storage(url: str) -> Any:
             raise UserError(f"--storage {url}: cannot open the journal file ({exc})") from None
     if "://" not in url:
         raise UserError(f"--storage: {url!r} is not a storage URL (expected sqlite:///FILE, "
-                        "postgresql://USER@HOST/DB, journal:FILE)")
+                        "postgresql://USER@HOST/DB, journal:FILE, memory)")
     try:
         return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
                                           engine_kwargs={"pool_pre_ping": True})
