@@ -1,7 +1,7 @@
 """The shipped accuracy predictor (predictors/accuracy/default.json), from the committed supernet recipe.
 
   1. the supernet of benchmarks/supernet_recipe.py (trained, or resumed, or already there);
-  2. `nas predictor fit` on --samples random members of its space (inherited weights, BN
+  2. `nas predictor fit` on --samples (300) random members of its space (inherited weights, BN
      recalibrated on 4 x 128 training images, val split; journaled, so a rerun continues), once
      with the MLP ensemble and once with the ridge baseline on the same samples;
   3. the model with the higher held-out (5-fold) Kendall tau is written to
@@ -10,7 +10,7 @@
 
 Writes benchmarks/results/accuracy_predictor.json.
 
-    python benchmarks/accuracy_predictor.py            # about 1 h with the supernet, 10 min without
+    python benchmarks/accuracy_predictor.py            # about 1 h with the supernet, 15 min without
 """
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def rating_speed(path: Path, count: int = 2000) -> float:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=str(default_data_root()))
-    p.add_argument("--samples", type=int, default=400)
+    p.add_argument("--samples", type=int, default=300)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--runs", default=str(ROOT / "runs" / "supernet_rank"), help="where the supernet run lives")
     p.add_argument("--out", default=str(DEFAULT_PREDICTOR))

@@ -180,9 +180,9 @@ def _plot(rows: list[Row], front: list[Row], zoo: list[dict[str, Any]], ctx: Sea
     kind = table.kind if table.kind == "measured" else \
         f"ESTIMATED ±{(table.estimate or {}).get('error_pct', float('nan')):.0f}%"
     ax.set(xlabel=f"latency on {table.device} (ms, {kind})", ylabel=f"{problem.source.label} (%)",
-           title=f"{ctx.study}: {len(rows)} trials, {problem.space.name} space")
+           title=f"{ctx.study}: {len(rows)} distinct architectures, {problem.space.name} space")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper right")
     fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
 

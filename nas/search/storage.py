@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import socket
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +82,9 @@ def _alive(pid: int) -> bool:
 
 def fail_dead_workers_trials(study: optuna.Study) -> int:
     """Mark as FAIL the RUNNING trials whose worker is gone; returns how many."""
-    optuna.storages.fail_stale_trials(study)  # heartbeat storages (RDB); a no-op for journals
+    with warnings.catch_warnings():  # "experimental" since Optuna 2.9; the heartbeat is why RDB storages have it
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)  # heartbeat storages (RDB); a no-op for journals
     host = socket.gethostname()
     failed = 0
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
