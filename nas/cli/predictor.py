@@ -23,7 +23,7 @@ def samples_path(out: Path) -> Path:
 
 def run_fit(args: argparse.Namespace) -> int:
     from nas.data import default_data_root, load_dataset
-    from nas.supernet.evaluate import SubnetEvaluator, load_supernet
+    from nas.supernet.evaluate import SubnetEvaluator, load_supernet, supernet_path
     from predictors.accuracy.collect import collect_samples
     from predictors.accuracy.model import file_sha256, fit_predictor
 
@@ -31,16 +31,12 @@ def run_fit(args: argparse.Namespace) -> int:
         raise UserError(f"--samples: {args.samples}, expected at least 20 evaluations to fit and hold out")
     supernet = load_supernet(args.supernet)
     data = load_dataset(args.data or default_data_root())
-    if data.num_classes != supernet.space.num_classes:
-        raise UserError(f"--data: {data.num_classes} classes, the supernet was trained for "
-                        f"{supernet.space.num_classes}")
     out = Path(args.out)
     evaluator = SubnetEvaluator(supernet, data, "val", calib_batches=args.calib_batches, batch_size=128)
     with counting_bar("rating members with inherited weights", args.quiet) as progress:
         records = collect_samples(evaluator.evaluate, supernet.space, args.samples, args.seed, samples_path(out),
                                   progress)
-    ckpt = Path(args.supernet)
-    ckpt = ckpt / "supernet.pt" if ckpt.is_dir() else ckpt
+    ckpt = supernet_path(args.supernet)
     info = {"metric": "val top-1 with inherited supernet weights (BN recalibrated)",
             "supernet": {"path": str(ckpt), "sha256": file_sha256(ckpt)}, "data": str(data.root),
             "val_images": records[0]["images"], "calib_batches": args.calib_batches, "sample_seed": args.seed,

@@ -56,7 +56,7 @@ def run_search(args: argparse.Namespace) -> int:
     table, table_path = open_device_table(args.device)
     source = _source(args, DEFAULT_PREDICTOR)
     problem = SearchProblem(source.space, table, budget, source, args.objective)
-    label = _table_label(table)
+    label = f"{table.device} ({table.kind_note})"
     try:
         smallest_ms = problem.latency_ms(source.space.smallest())
     except UserError as exc:
@@ -99,13 +99,6 @@ def run_search(args: argparse.Namespace) -> int:
     _print_top(summary, problem)
     print(f"results: {run_dir}/ (best.json, pareto.json, trials.csv, pareto.png, report.md)")
     return 0
-
-
-def _table_label(table) -> str:
-    if table.kind != "estimated":
-        return f"{table.device} (measured)"
-    est = table.estimate or {}
-    return f"{table.device} (ESTIMATED ±{est.get('error_pct', float('nan')):.0f}%, model only)"
 
 
 def _source(args: argparse.Namespace, default_predictor: Path):

@@ -21,7 +21,6 @@ from nas.arch import load_arch
 from nas.atomic import atomic_write, atomic_write_text
 from nas.data import default_data_root, load_dataset
 from nas.cli.train import add_recipe_arguments
-from nas.errors import UserError
 from nas.train import DistEnv, make_recipe
 
 
@@ -72,9 +71,6 @@ def run_eval(args: argparse.Namespace) -> int:
     archs = [load_arch(a) for a in args.archs]  # bad files fail before the slow loads
     supernet = load_supernet(args.supernet)
     data = load_dataset(args.data or default_data_root())
-    if data.num_classes != supernet.space.num_classes:
-        raise UserError(f"{args.data or default_data_root()}: {data.num_classes} classes, the supernet "
-                        f"predicts {supernet.space.num_classes}")
     evaluator = SubnetEvaluator(supernet, data, args.split, args.calib_batches, args.batch_size)
     results = []
     for ref, arch in zip(args.archs, archs):

@@ -177,9 +177,7 @@ def _plot(rows: list[Row], front: list[Row], zoo: list[dict[str, Any]], ctx: Sea
         ax.annotate(z["name"], (z["latency_ms"], 100 * z["accuracy"] if z["accuracy"] is not None else low),
                     fontsize=6, rotation=0 if z["accuracy"] is not None else 60, xytext=(2, 2),
                     textcoords="offset points")
-    kind = table.kind if table.kind == "measured" else \
-        f"ESTIMATED ±{(table.estimate or {}).get('error_pct', float('nan')):.0f}%"
-    ax.set(xlabel=f"latency on {table.device} (ms, {kind})", ylabel=f"{problem.source.label} (%)",
+    ax.set(xlabel=f"latency on {table.device} (ms, {table.kind_note})", ylabel=f"{problem.source.label} (%)",
            title=f"{ctx.study}: {len(rows)} distinct architectures, {problem.space.name} space")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="upper right")

@@ -1,10 +1,10 @@
 """The search loop: one Optuna study per run folder, shared by any number of workers.
 
 `--trials N` is the number of COMPLETE trials the study should hold, whoever ran them. Each worker
-loops ask -> evaluate -> tell until the count is reached, so running the same command again
-resumes a study (nothing runs if it is complete) and two workers on one storage finish N trials
-between them. A worker that asks in the same instant as another for the last slot finds itself
-over the count and ends its trial as PRUNED ("surplus") without evaluating it.
+runs Optuna's loop until complete + running trials reach the count, so running the same command
+again resumes a study (nothing runs if it is complete) and two workers on one storage finish N
+trials between them. A worker whose new trial finds the count already taken by others' running
+trials ends it as PRUNED ("surplus") without evaluating it.
 
 A study remembers what it searches (space, device table, budget, objective, accuracy source):
 resuming it with different settings is an error rather than a silently mixed study.
@@ -75,9 +75,10 @@ def open_study(storage: Any, name: str, problem: SearchProblem, identity: dict[s
 
 
 def _counts(study: optuna.Study) -> tuple[int, list[int]]:
-    complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
-    running = [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
-    return complete, running
+    """(complete trials, numbers of running ones), from one scan of the trials."""
+    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
+    running = [t.number for t in trials if t.state == TrialState.RUNNING]
+    return len(trials) - len(running), running
 
 
 def feasible_value(trial: optuna.trial.FrozenTrial, budget_ms: float) -> float | None:

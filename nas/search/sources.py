@@ -51,20 +51,15 @@ class PredictorSource:
 class SupernetSource:
     def __init__(self, checkpoint: str | Path, data_root: str | Path | None, calib_batches: int = 4) -> None:
         from nas.data import default_data_root, load_dataset
-        from nas.errors import UserError
-        from nas.supernet.evaluate import SubnetEvaluator, load_supernet
+        from nas.supernet.evaluate import SubnetEvaluator, load_supernet, supernet_path
         from predictors.accuracy.model import file_sha256
 
-        self.path = Path(checkpoint)
+        self.path = supernet_path(checkpoint)
         supernet = load_supernet(self.path)
         data = load_dataset(data_root or default_data_root())
-        if data.num_classes != supernet.space.num_classes:
-            raise UserError(f"--data: {data.num_classes} classes, the supernet was trained for "
-                            f"{supernet.space.num_classes}")
         self.space = supernet.space
         self.evaluator = SubnetEvaluator(supernet, data, "val", calib_batches=calib_batches)
-        file = self.path / "supernet.pt" if self.path.is_dir() else self.path
-        self.sha256 = file_sha256(file)
+        self.sha256 = file_sha256(self.path)
         self.data = data.describe()
         self.label = "supernet val top-1 (inherited weights)"
 

@@ -103,6 +103,9 @@ class SubnetEvaluator:
                  batch_size: int = 128) -> None:
         if split not in ("val", "test"):
             raise UserError(f"split: {split!r} is not one of [val, test]")
+        if data.num_classes != supernet.space.num_classes:
+            raise UserError(f"{data.root}: {data.num_classes} classes, the supernet predicts "
+                            f"{supernet.space.num_classes}")
         self.supernet = supernet.eval()
         self.split: Split = getattr(data, split)
         self.batch_size = batch_size
@@ -138,12 +141,19 @@ def supernet_file(supernet: Supernet) -> dict[str, Any]:
     return {"format": SUPERNET_FORMAT, **supernet.describe(), "model": supernet.state_dict()}
 
 
+def supernet_path(path: str | Path) -> Path:
+    """The file a --supernet argument names: itself, or in a run folder its `supernet.pt` (the
+    finished weights) or else its latest `checkpoint.pt`."""
+    path = Path(path)
+    if path.is_dir():
+        return path / "supernet.pt" if (path / "supernet.pt").exists() else path / "checkpoint.pt"
+    return path
+
+
 def load_supernet(path: str | Path) -> Supernet:
     """A supernet from `supernet.pt`, or from a training run's `checkpoint.pt` (its space is read
     from the run.json beside it)."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "supernet.pt" if (path / "supernet.pt").exists() else path / "checkpoint.pt"
+    path = supernet_path(path)
     ckpt = load_checkpoint(path)
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model"), dict):
         raise UserError(f"{path}: not a supernet file or supernet training checkpoint")

@@ -11,8 +11,9 @@ exact resume, DDP under torchrun). Per batch (BigNAS, Yu et al. 2020):
 
 "Largest" and "smallest" are those of a family layout (one family per stage) drawn afresh each
 step. With the space's single largest/smallest member, both all-RepViT, the attention families
-were trained only when a random member happened to pick them: after the 10-epoch recipe their
-members scored 23-30% with inherited weights against 55-62% for the two extremes.
+were trained only when a random member happened to pick them: in the first run of the 10-epoch
+recipe (benchmarks/supernet_recipe.py, before this change) random members scored 23-30% with
+inherited weights against 55-62% for the two extremes.
 
 each backward accumulates into the shared weights, then one optimizer step. The members of a step
 are a pure function of (seed, step), the same on every rank and after a resume.

@@ -81,6 +81,15 @@ class LatencyTable(BaseModel):
         """How outputs name the table: 'pixel6 (estimated)' / 'host (measured)'."""
         return f"{self.device} ({self.kind})"
 
+    @property
+    def kind_note(self) -> str:
+        """'measured', or 'ESTIMATED ±11%' with the stated error (and ', model only' where a
+        pipeline cost is kept apart): what a search output says next to its latencies."""
+        if self.kind == "measured":
+            return "measured"
+        est = self.estimate or {}
+        return f"ESTIMATED ±{est.get('error_pct', float('nan')):.0f}%" + (", model only" if est.get("pipeline_ms") else "")
+
 
 def cpu_model() -> str:
     try:
