@@ -347,3 +347,27 @@ def test_every_family_gets_its_own_sandwich_extremes():
         seen.update(s.block for s in largest.stages[2:])
     assert seen == set(TINY.stages[2].families)
     assert trainer.step_members(7) == trainer.step_members(7)  # a pure function of (seed, step)
+
+
+def test_standalone_training_can_start_from_a_members_inherited_weights(run_cli, trained, small, tmp_path):
+    from nas.builder import build_model
+    from nas.supernet.evaluate import load_supernet
+    from nas.train import load_initial_weights
+
+    member = space_from_dict(TRAIN_SPACE).sample(5)
+    inherited = load_supernet(trained).member_state(member)
+    for source in (trained, trained / "supernet.pt", trained / "checkpoint.pt"):
+        model = build_model(member)
+        assert load_initial_weights(model, member, source) == "supernet"
+        assert all(torch.equal(v, inherited[k]) for k, v in model.state_dict().items())
+
+    path = save_arch(member, tmp_path / "member.json")
+    code, out, err = run_cli("train", path, "--data", small, "--epochs", "1", "--batch-size", "32", "--quiet",
+                             "--init-from", trained / "supernet.pt", "--out", tmp_path / "run")
+    assert code == 0, err
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["init_from"] == str(trained / "supernet.pt")
+
+    outsider = save_arch(parse_arch({**TINY.largest().to_dict(), "resolution": 96}), tmp_path / "outsider.json")
+    code, out, err = run_cli("train", outsider, "--data", small, "--epochs", "1", "--batch-size", "32", "--quiet",
+                             "--init-from", trained, "--out", tmp_path / "refused")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "not a member of the supernet's space" in err, err

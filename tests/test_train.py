@@ -178,6 +178,41 @@ def test_bad_init_from_is_one_clear_line(run_cli, small, tiny_path, tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+def test_evaluate_reproduces_the_runs_test_accuracy_and_times_the_model(run_cli, trained, small, tmp_path):
+    from fakes import fake_host
+    from predictors.latency.predict import predict
+    from predictors.latency.table import save_table
+
+    arch = parse_arch(json.loads((trained / "arch.json").read_text()))
+    table = save_table(fake_host([arch]), tmp_path / "host.json")
+    code, out, err = run_cli("evaluate", trained, "--data", small, "--table", table, "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["acc"] == json.loads((trained / "metrics.json").read_text())["test_acc"]
+    assert result["split"] == "test" and result["images"] == 100
+    latency = result["latency"]
+    assert latency["measured_ms"] > 0 and latency["p10_ms"] <= latency["measured_ms"] <= latency["p90_ms"]
+    assert latency["host_predicted_ms"] == round(predict(arch, fake_host([arch])).ms, 4)
+
+    code, out, err = run_cli("evaluate", trained / "arch.json", "--weights", trained / "model.pt", "--data", small,
+                             "--split", "val", "--no-latency")
+    assert code == 0 and "val top-1" in out and "latency" not in out, err
+
+
+def test_evaluate_bad_model_is_one_clear_line(run_cli, trained, small, tmp_path):
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "arch.json").write_text((trained / "arch.json").read_text())
+    (corrupt / "model.pt").write_bytes((trained / "model.pt").read_bytes()[:200])  # truncated
+    cases = [((corrupt,), "model.pt: not a readable weights-only checkpoint"),
+             ((tmp_path,), "not a `nas train` run folder"),
+             ((trained / "arch.json",), "needs --weights"),
+             ((trained, "--threads", "0"), "--threads: expected a positive integer")]
+    for args, expected in cases:
+        code, out, err = run_cli("evaluate", *args, "--data", small, "--no-latency")
+        assert code == 2 and len(err.strip().splitlines()) == 1 and expected in err, (args, err)
+
+
 def test_bad_training_options_are_one_line(run_cli, small, tiny_path, tmp_path):
     for args, expected in ((("--epochs", "0"), "recipe: epochs"), (("--epochs", "1", "--batch-size", "512"),
                                                                     "fewer than one batch"),

@@ -15,7 +15,7 @@ from nas import __version__
 from nas.errors import UserError
 
 # Sub-command modules, in the order `nas --help` lists them.
-COMMANDS = ("search", "describe", "export", "zoo", "space", "latency", "devices", "predictor", "train", "supernet")
+COMMANDS = ("search", "describe", "export", "zoo", "space", "latency", "devices", "predictor", "train", "evaluate", "supernet")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -26,7 +26,7 @@ from nas.data import default_data_root, load_dataset
 from nas.errors import UserError
 from nas.export import export_onnx
 from nas.profile import count_params
-from nas.train import DistEnv, Trainer, load_teacher, load_weights_strict, make_recipe
+from nas.train import DistEnv, Trainer, load_initial_weights, load_teacher, make_recipe
 
 
 def trained_arch(arch: ArchConfig, resolution: int | None, num_classes: int | None, data_classes: int,
@@ -61,7 +61,7 @@ def _train(args: argparse.Namespace, env: DistEnv, started: float) -> int:
                          seed=args.seed)
     model = build_model(arch, seed=args.seed)
     if args.init_from:  # a resumed run's checkpoint overrides these weights
-        load_weights_strict(model, args.init_from)
+        load_initial_weights(model, arch, args.init_from)
     teacher, teacher_id = load_teacher(args.distill, args.distill_weights, arch.num_classes) \
         if args.distill else (None, None)
     identity = {"arch_hash": arch.arch_hash(),
@@ -128,7 +128,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="init weights, data order, augmentation (default 0)")
     p.add_argument("--resolution", type=int, help="training resolution (default: the arch's)")
     p.add_argument("--num-classes", type=int, help="classifier outputs (default: the data's class count)")
-    p.add_argument("--init-from", metavar="CKPT", help="start from these weights (shapes must match exactly)")
+    p.add_argument("--init-from", metavar="CKPT", help="start from these weights: a trained model's (shapes must "
+                                                        "match exactly) or a supernet's (supernet.pt or its run "
+                                                        "folder: the arch inherits its slice; it must be a member)")
     p.add_argument("--distill", metavar="TEACHER", help="distil from a `nas train` run folder, or from an "
                                                          "arch/zoo name given with --distill-weights")
     p.add_argument("--distill-weights", metavar="CKPT", help="the teacher's weights when --distill is an arch")

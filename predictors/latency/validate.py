@@ -19,7 +19,7 @@ import platform
 import random
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
@@ -27,9 +27,12 @@ from nas.arch.schema import ArchConfig, parse_arch
 from nas.atomic import append_json_line, atomic_write, atomic_write_text, read_json_lines
 from nas.blocks.units import arch_units
 from nas.errors import UserError
-from predictors.latency.measure import RunPolicy, make_session, random_feeds, time_session
+from predictors.latency.measure import RunPolicy, Timing, make_session, random_feeds, time_session
 from predictors.latency.predict import predict
 from predictors.latency.table import Correction, LatencyTable, save_table
+
+if TYPE_CHECKING:
+    import torch
 
 E2E_POLICY = RunPolicy(warmup=10, min_runs=30, min_seconds=0.3, max_runs=1000)
 
@@ -63,16 +66,22 @@ def sample_archs(table: LatencyTable, n: int, seed: int) -> list[ArchConfig]:
     return archs
 
 
-def measure_arch(arch: ArchConfig, threads: int) -> tuple[float, float, float]:
-    """(median, p10, p90) ms of one end-to-end ONNX Runtime run of `arch` at batch 1."""
+def measure_network(model: "torch.nn.Module", resolution: int, threads: int) -> Timing:
+    """End-to-end ONNX Runtime timing of a built network at batch 1, exported as `nas export` does."""
     import torch
 
-    from nas.builder import build_model
     from nas.export import onnx_bytes
 
-    model = onnx_bytes(build_model(arch), torch.zeros(1, 3, arch.resolution, arch.resolution), check=False)
-    session = make_session(model, threads)
-    t = time_session(session, random_feeds(session), E2E_POLICY)
+    data = onnx_bytes(model, torch.zeros(1, 3, resolution, resolution), check=False)
+    session = make_session(data, threads)
+    return time_session(session, random_feeds(session), E2E_POLICY)
+
+
+def measure_arch(arch: ArchConfig, threads: int) -> tuple[float, float, float]:
+    """(median, p10, p90) ms of one end-to-end ONNX Runtime run of `arch` at batch 1."""
+    from nas.builder import build_model
+
+    t = measure_network(build_model(arch), arch.resolution, threads)
     return t.median_us / 1000, t.p10_us / 1000, t.p90_us / 1000
 
 
