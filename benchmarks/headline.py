@@ -21,7 +21,7 @@ Recipe (every step resumable: run the same command again after an interruption):
 Writes benchmarks/results/headline.json, headline.md (the README's table) and headline.png; the
 results files are rewritten after every finished training, rows still training marked pending.
 
-    python benchmarks/headline.py                 # 1 seed, 4 epochs: ~2 h on this 2-core machine
+    python benchmarks/headline.py                 # 1 seed, 4 epochs (training time: headline.json)
     python benchmarks/headline.py --seeds 0,1     # adds a second training seed (resumes the first)
 """
 from __future__ import annotations
@@ -257,6 +257,7 @@ def main() -> int:
 
     # 4-5: train, rewriting the results after each run
     results: dict[str, list[float]] = {}
+    train_seconds: list[float] = []
 
     def report() -> dict[str, Any]:
         rows = []
@@ -275,6 +276,7 @@ def main() -> int:
                 "machine": {"python": platform.python_version(), "torch": torch.__version__,
                             "numpy": np.__version__, "onnxruntime": onnxruntime.__version__,
                             "optuna": optuna.__version__, "platform": platform.platform()},
+                "training_wall_time_s": round(sum(train_seconds), 1),  # all sessions, every finished run
                 "wall_time_s_this_session": round(time.perf_counter() - started, 1)}
 
     models = [m for _, s, w, _ in pairs for m in (s, w) if m is not None]
@@ -283,6 +285,7 @@ def main() -> int:
         for arch in distinct:
             metrics = train(runs, arch, data, args.epochs, seed)
             results.setdefault(arch.arch_hash(), []).append(metrics["test_acc"])
+            train_seconds.append(metrics["wall_time_s"])
             print(f"{arch.name} seed {seed}: test acc {100 * metrics['test_acc']:.2f}%")
             write_outputs(report(), out)
     print(f"-> {out}, {out.with_suffix('.md').name}, {out.with_suffix('.png').name}")
