@@ -29,7 +29,11 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Any:
 
 def load_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     """A model state dict from a bare state dict or a nas checkpoint ({'model': state, ...})."""
-    obj = load_checkpoint(path)
+    return state_dict_of(load_checkpoint(path), path)
+
+
+def state_dict_of(obj: Any, path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """The model state dict inside an already loaded checkpoint `obj` (read from `path`)."""
     if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
         obj = obj["model"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):

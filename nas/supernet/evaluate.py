@@ -150,11 +150,22 @@ def supernet_path(path: str | Path) -> Path:
     return path
 
 
-def load_supernet(path: str | Path) -> Supernet:
+def is_supernet_checkpoint(path: Path, ckpt: Any) -> bool:
+    """Whether `ckpt`, loaded from the file `path`, holds supernet weights: a `supernet.pt`, or a
+    training checkpoint whose run.json says it trained a supernet."""
+    if isinstance(ckpt, dict) and ckpt.get("format") == SUPERNET_FORMAT:
+        return True
+    try:
+        return "supernet" in json.loads((path.parent / "run.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, TypeError):
+        return False  # no run record beside it (or not one): not a supernet's
+
+
+def load_supernet(path: str | Path, ckpt: Any = None) -> Supernet:
     """A supernet from `supernet.pt`, or from a training run's `checkpoint.pt` (its space is read
-    from the run.json beside it)."""
+    from the run.json beside it). `ckpt`: the file's contents if the caller has loaded them."""
     path = supernet_path(path)
-    ckpt = load_checkpoint(path)
+    ckpt = load_checkpoint(path) if ckpt is None else ckpt
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model"), dict):
         raise UserError(f"{path}: not a supernet file or supernet training checkpoint")
     if ckpt.get("format") == SUPERNET_FORMAT:

@@ -1,14 +1,13 @@
 """Loading trained weights into a freshly built network, refusing anything that does not fit."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from nas.arch.schema import ArchConfig
-from nas.checkpoint import load_checkpoint, load_state_dict
+from nas.checkpoint import load_checkpoint, load_state_dict, state_dict_of
 from nas.errors import UserError
 
 
@@ -30,34 +29,19 @@ def load_weights_strict(model: nn.Module, path: str | Path, state: dict[str, tor
     model.load_state_dict(state)
 
 
-def is_supernet(path: str | Path) -> bool:
-    """Whether `path` names supernet weights: a `supernet.pt`, a supernet training run folder, or
-    such a run's `checkpoint.pt` (its run.json says so)."""
-    from nas.supernet.evaluate import SUPERNET_FORMAT, supernet_path
+def load_initial_weights(model: nn.Module, arch: ArchConfig, path: str | Path) -> str:
+    """`--init-from`: a trained network's weights (exact fit), or a supernet (`supernet.pt`, its run
+    folder or its `checkpoint.pt`), from which `arch` inherits its slice of the shared weights (it
+    must be a member of the supernet's space). Returns what was loaded: 'weights' or 'supernet'."""
+    from nas.supernet.evaluate import is_supernet_checkpoint, load_supernet, supernet_path
 
     path = Path(path)
-    run_file = (path if path.is_dir() else path.parent) / "run.json"
-    if run_file.is_file():
-        try:
-            if "supernet" in json.loads(run_file.read_text(encoding="utf-8")):
-                return True
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, TypeError):
-            pass  # not a run record: decide by the file itself
-    if path.is_dir():
-        path = supernet_path(path)
-    obj = load_checkpoint(path)
-    return isinstance(obj, dict) and obj.get("format") == SUPERNET_FORMAT
-
-
-def load_initial_weights(model: nn.Module, arch: ArchConfig, path: str | Path) -> str:
-    """`--init-from`: a trained network's weights (exact fit), or a supernet, from which `arch`
-    inherits its slice of the shared weights (it must be a member of the supernet's space).
-    Returns what was loaded: 'weights' or 'supernet'."""
-    if not is_supernet(path):
-        load_weights_strict(model, path)
-        return "weights"
-    from nas.supernet.evaluate import load_supernet
-
-    supernet = load_supernet(path)
-    load_weights_strict(model, path, supernet.member_state(arch))
-    return "supernet"
+    file = supernet_path(path)  # a folder: its supernet.pt or checkpoint.pt
+    ckpt = load_checkpoint(file)
+    if is_supernet_checkpoint(file, ckpt):
+        load_weights_strict(model, path, load_supernet(file, ckpt).member_state(arch))
+        return "supernet"
+    if path.is_dir():  # only a supernet's run folder stands for its weights
+        raise UserError(f"{path}: is a folder, expected a checkpoint file")
+    load_weights_strict(model, path, state_dict_of(ckpt, path))
+    return "weights"
