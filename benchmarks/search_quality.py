@@ -108,7 +108,7 @@ def main() -> int:
         hvs = []
         for seed in seeds:
             study, _ = search(problem(top, "pareto"), s, args.trials, seed)
-            front = pareto_front(complete_rows(study, top))
+            front = pareto_front(complete_rows(study, space, top))
             hvs.append(round(hypervolume(front, acc_ref, top), 6))
             fronts.setdefault(s, front)
         pareto[s] = summary(hvs)
@@ -120,7 +120,7 @@ def main() -> int:
         row = {"zoo": point["name"], "zoo_latency_ms": round(point["latency_ms"], 4), "zoo_accuracy": point["accuracy"]}
         try:
             study, _ = search(problem(point["latency_ms"]), "tpe", args.trials, 0)
-            rows = [r for r in complete_rows(study, point["latency_ms"]) if r.feasible]
+            rows = [r for r in complete_rows(study, space, point["latency_ms"]) if r.feasible]
             best = max(rows, key=lambda r: r.accuracy) if rows else None
         except Exception as exc:  # noqa: BLE001 - recorded, not fatal
             best, row["error"] = None, str(exc)

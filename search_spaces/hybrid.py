@@ -14,8 +14,9 @@ The dimensions are the ones the five papers ablate, plus the usual NAS ones:
 
 Its range reaches from networks smaller than MobileNetV3-Small x0.75 at 64 px up to about
 RepViT-M1.0 at 224 px (see `tests/test_hybrid_space.py` and `nas space`). Every member is an
-ArchConfig; Optuna sees the space through `suggest(trial)` (define-by-run, conditional
-parameters named `s{i}.{field}`) and `encode`/`decode` map between the two.
+ArchConfig; Optuna sees the space through `suggest_flat(trial)` (every parameter on every trial,
+named `s{i}.{field}`; the ones a member does not use are ignored), sampling helpers through the
+define-by-run `suggest(trial)`, and `encode`/`decode` map between parameters and members.
 """
 from __future__ import annotations
 
@@ -139,7 +140,9 @@ class HybridSpace:
 
     # ----------------------------------------------------------------- Optuna <-> ArchConfig
     def suggest(self, trial: TrialLike) -> ArchConfig:
-        """Define-by-run sampling of one member (Optuna trial or anything with suggest_categorical)."""
+        """Define-by-run sampling of one member (Optuna trial or anything with suggest_categorical):
+        only the parameters the member uses are asked, in a fixed order, so that `sample(seed)`
+        and the supernet's sandwich draws are reproducible and cheap."""
         params: dict[str, Any] = {}
 
         def pick(name: str, choices: tuple[Any, ...]) -> Any:
@@ -161,6 +164,36 @@ class HybridSpace:
             pick("tokens", self.token_counts)
             pick("token_dim", self.token_dims)
         return self.decode(params)
+
+    def suggest_flat(self, trial: TrialLike) -> dict[str, Any]:
+        """Ask every dimension on every trial and return the member's active parameters.
+
+        What the search uses: with one fixed set of parameters for all trials, Optuna's
+        multivariate TPE draws them jointly in one step instead of falling back to one
+        independent draw per conditional parameter (which made up ~97% of a predictor-driven
+        trial's time; benchmarks/search_quality.py measures both). The answers for parameters
+        the member does not use (the kernel of an attention stage, the token count without a
+        Mobile-Former stage) are ignored: `canonical_params` drops them."""
+        return self.canonical_params({name: trial.suggest_categorical(name, list(choices))
+                                   for name, choices in self.dimensions().items()})
+
+    def canonical_params(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """The parameters of `params` that its member uses, in canonical form: what
+        `encode(decode(params))` gives, without building the member. Two parameter sets describe
+        the same architecture exactly when their canonical forms are equal."""
+        keep = {"resolution", "stem.depth", "stem.channels", "se", "head.channels"}
+        families = [params.get(f"s{i}.family") for i in range(len(self.stages))]  # absent: a trial cut short
+        for i, (st, fam) in enumerate(zip(self.stages, families)):
+            keep |= {f"s{i}.family", f"s{i}.depth", f"s{i}.width"} | {f"s{i}.{key}" for key in st.options(fam)}
+        if "former" in families:
+            keep |= {"tokens", "token_dim"}
+        canonical = {key: value for key, value in params.items() if key in keep}
+        if "se" in canonical:  # placements that give the conv stages the same SE are one architecture
+            conv = [i for i, fam in enumerate(families) if fam in CONV_FAMILIES]
+            modes = [_stage_se(canonical["se"], i, len(self.stages)) for i in conv]
+            canonical["se"] = next(p for p in self.se_placements
+                                   if [_stage_se(p, i, len(self.stages)) for i in conv] == modes)
+        return canonical
 
     def decode(self, params: Mapping[str, Any]) -> ArchConfig:
         """Optuna parameters -> ArchConfig (validated)."""

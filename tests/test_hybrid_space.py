@@ -69,6 +69,22 @@ def test_optuna_trials_decode_to_members():
         study.tell(trial, 0.0)
 
 
+def test_flat_trials_ask_every_parameter_and_keep_the_ones_their_member_uses():
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    families = set()
+    for _ in range(30):
+        trial = study.ask()
+        params = SPACE.suggest_flat(trial)
+        assert set(trial.params) == set(SPACE.dimensions())  # one fixed search space for every trial
+        arch = SPACE.decode(params)
+        assert params == SPACE.encode(arch)  # exactly the member's own parameters
+        assert SPACE.canonical_params(trial.params) == params
+        families.update(s.block for s in arch.stages)
+        study.tell(trial, 0.0)
+    assert {"former", "lgl", "mv2"} <= families  # conditional options were dropped and kept as needed
+
+
 def test_contains_says_why_not():
     ok, reason = SPACE.contains(load_arch("repvit_m0_9"))
     assert not ok and reason  # e.g. a 15-block stage is not among the depth choices

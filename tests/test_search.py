@@ -81,6 +81,11 @@ def _search(run_cli, predictor, out, budget, *extra):
                    "--quiet", *extra)
 
 
+def _typed(space, row: dict[str, str]) -> dict:
+    """A trials.csv row's parameters with their choices' types back."""
+    return {k: next(c for c in space.dimensions()[k] if str(c) == v) for k, v in row.items()}
+
+
 def _study(out: Path, name: str) -> optuna.Study:
     return optuna.load_study(study_name=name, storage=open_storage(f"journal:{out / name / 'study.journal'}"))
 
@@ -100,6 +105,8 @@ def test_search_writes_a_best_arch_within_budget_and_every_result_file(env, run_
     assert space.contains(best)[0]
     rows = list(csv.DictReader((run / "trials.csv").open()))
     assert len(rows) == 40 and all(r["state"] == "COMPLETE" for r in rows)
+    params = [{k: v for k, v in r.items() if k in space.dimensions() and v != ""} for r in rows]
+    assert all(set(p) == set(space.canonical_params(_typed(space, p))) for p in params)  # unused ones blank
     feasible = [r for r in rows if r["feasible"] == "True"]
     assert float(meta["accuracy"]) == pytest.approx(max(float(r["accuracy"]) for r in feasible), abs=1e-5)
     front = json.loads((run / "pareto.json").read_text())

@@ -3,7 +3,8 @@
 The latency budget is an Optuna constraint (`trial.set_constraint`: feasible when latency - budget
 <= 0), which TPE and NSGA-II both use to steer towards the feasible region; random search just
 records it. Every trial stores its predicted latency as a user attribute, so the result files and
-a resumed study need nothing but the storage.
+a resumed study need nothing but the storage. A trial holds every parameter of the space (see
+`HybridSpace.suggest_flat`); `space.canonical_params(trial.params)` are the ones its member uses.
 """
 from __future__ import annotations
 
@@ -35,11 +36,12 @@ class SearchProblem:
         return predict(arch, self.table).ms
 
     def __call__(self, trial: Any) -> float | tuple[float, float]:
-        arch = self.space.suggest(trial)
+        params = self.space.suggest_flat(trial)
+        arch = self.space.decode(params)
         latency = self.latency_ms(arch)
         trial.set_user_attr("latency_ms", latency)
         trial.set_constraint("latency", latency - self.budget_ms)
-        accuracy = self.source.rate(arch, trial.params)
+        accuracy = self.source.rate(arch, params)
         return accuracy if self.objective == "acc" else (accuracy, latency)
 
 

@@ -23,6 +23,7 @@ from nas.atomic import atomic_write, atomic_write_text
 from nas.errors import UserError
 from nas.search.problem import SearchProblem
 from nas.search.run import SURPLUS_ATTR
+from search_spaces.hybrid import HybridSpace
 
 
 @dataclass(frozen=True)
@@ -34,16 +35,18 @@ class Row:
     params: dict[str, Any] = field(repr=False)
 
 
-def complete_rows(study: optuna.Study, budget_ms: float) -> list[Row]:
-    """One row per distinct architecture (samplers propose some twice; the first trial stands)."""
+def complete_rows(study: optuna.Study, space: HybridSpace, budget_ms: float) -> list[Row]:
+    """One row per distinct architecture (samplers propose some twice, and trials that differ only
+    in parameters their member does not use are the same architecture; the first trial stands)."""
     rows, seen = [], set()
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        key = tuple(sorted(t.params.items()))
+        params = space.canonical_params(t.params)
+        key = tuple(sorted(params.items()))
         if key in seen:
             continue
         seen.add(key)
         latency = float(t.user_attrs["latency_ms"])
-        rows.append(Row(t.number, float(t.values[0]), latency, latency <= budget_ms, dict(t.params)))
+        rows.append(Row(t.number, float(t.values[0]), latency, latency <= budget_ms, params))
     return rows
 
 
@@ -108,7 +111,7 @@ def write_results(study: optuna.Study, ctx: SearchContext, run_dir: Path, top: i
     from nas.profile import profile_arch
 
     problem = ctx.problem
-    rows = complete_rows(study, problem.budget_ms)
+    rows = complete_rows(study, problem.space, problem.budget_ms)
     feasible = sorted((r for r in rows if r.feasible), key=lambda r: (-r.accuracy, r.latency_ms))
     front = pareto_front(rows)
     states = [t.state for t in study.get_trials(deepcopy=False)]
@@ -118,7 +121,7 @@ def write_results(study: optuna.Study, ctx: SearchContext, run_dir: Path, top: i
         "surplus": sum(1 for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))
                        if t.user_attrs.get(SURPLUS_ATTR)),
         "best": None, "top": [], "pareto": len(front)}
-    _write_trials_csv(study, problem.budget_ms, run_dir / "trials.csv")
+    _write_trials_csv(study, problem, run_dir / "trials.csv")
     zoo = zoo_points(problem)
     if feasible:
         best = _arch(ctx, feasible[0], f"{ctx.study}-best")
@@ -136,9 +139,12 @@ def write_results(study: optuna.Study, ctx: SearchContext, run_dir: Path, top: i
     return summary
 
 
-def _write_trials_csv(study: optuna.Study, budget_ms: float, path: Path) -> None:
+def _write_trials_csv(study: optuna.Study, problem: SearchProblem, path: Path) -> None:
+    """One line per trial; a parameter its member does not use is left blank."""
     trials = study.get_trials(deepcopy=False)
-    keys = sorted({k for t in trials for k in t.params})
+    budget_ms = problem.budget_ms
+    active = {t.number: problem.space.canonical_params(t.params) for t in trials if t.params}
+    keys = sorted({k for params in active.values() for k in params})
     buf = io.StringIO()
     out = csv.writer(buf)
     out.writerow(["number", "state", "accuracy", "latency_ms", "feasible", "worker", *keys])
@@ -147,7 +153,7 @@ def _write_trials_csv(study: optuna.Study, budget_ms: float, path: Path) -> None
         accuracy = t.values[0] if t.state == TrialState.COMPLETE else ""
         out.writerow([t.number, t.state.name, accuracy, "" if latency is None else round(latency, 5),
                       "" if latency is None else latency <= budget_ms, t.user_attrs.get("worker", ""),
-                      *[t.params.get(k, "") for k in keys]])
+                      *[active.get(t.number, {}).get(k, "") for k in keys]])
     atomic_write_text(path, buf.getvalue())
 
 

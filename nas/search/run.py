@@ -28,6 +28,7 @@ from nas.supernet.spaces import space_to_dict
 
 SAMPLERS = ("tpe", "nsga2", "random")
 SURPLUS_ATTR = "surplus"
+PARAMETERISATION = "flat"  # every trial asks every parameter (HybridSpace.suggest_flat)
 
 
 def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
@@ -46,7 +47,7 @@ def study_identity(problem: SearchProblem, table_sha256: str, source_sha256: str
     space = json.dumps(space_to_dict(problem.space), sort_keys=True)
     return {"space": problem.space.name, "space_sha256": hashlib.sha256(space.encode()).hexdigest()[:16],
             "device": problem.table.device, "table_sha256": table_sha256, "budget_ms": problem.budget_ms,
-            "objective": problem.objective, "accuracy_sha256": source_sha256}
+            "objective": problem.objective, "accuracy_sha256": source_sha256, "parameters": PARAMETERISATION}
 
 
 def open_study(storage: Any, name: str, problem: SearchProblem, identity: dict[str, Any], sampler_name: str,
