@@ -166,16 +166,16 @@ class HybridSpace:
         return self.decode(params)
 
     def suggest_flat(self, trial: TrialLike) -> dict[str, Any]:
-        """Ask every dimension on every trial and return the member's active parameters.
+        """Ask every dimension on every trial and return the member's canonical parameters.
 
         What the search uses: with one fixed set of parameters for all trials, Optuna's
         multivariate TPE draws them jointly in one step instead of falling back to one
-        independent draw per conditional parameter (which made up ~97% of a predictor-driven
-        trial's time; benchmarks/search_quality.py measures both). The answers for parameters
+        independent draw per conditional parameter, the bulk of a predictor-driven trial's time
+        (benchmarks/search_quality.py measures the search's speed). The answers for parameters
         the member does not use (the kernel of an attention stage, the token count without a
         Mobile-Former stage) are ignored: `canonical_params` drops them."""
         return self.canonical_params({name: trial.suggest_categorical(name, list(choices))
-                                   for name, choices in self.dimensions().items()})
+                                      for name, choices in self.dimensions().items()})
 
     def canonical_params(self, params: Mapping[str, Any]) -> dict[str, Any]:
         """The parameters of `params` that its member uses, in canonical form: what
