@@ -17,8 +17,9 @@ SPACE, EPOCHS, BATCH, NUM_RANDOM = "proxy", 10, 64, 1
 
 def train_supernet(runs: Path, data_root: Path, seed: int = 0, space: str = SPACE, epochs: int = EPOCHS,
                    batch_size: int = BATCH, num_random: int = NUM_RANDOM) -> tuple[Path, dict]:
-    """(run folder, its metrics.json) after training or resuming the supernet; raises on failure."""
-    out = runs / f"supernet-{space}"
+    """(run folder, its metrics.json) after training or resuming the supernet; raises on failure.
+    Another epoch count is another run (the cosine schedule spans the whole run): its own folder."""
+    out = runs / (f"supernet-{space}" if epochs == EPOCHS else f"supernet-{space}-e{epochs}")
     code = nas(["supernet", "train", "--space", space, "--epochs", str(epochs), "--out", str(out),
                 "--num-random", str(num_random), "--checkpoint-every", "50", "--data", str(data_root),
                 "--batch-size", str(batch_size), "--seed", str(seed), "--quiet"])

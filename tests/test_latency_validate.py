@@ -37,3 +37,45 @@ def test_metrics_count_within_bands_and_rank_agreement():
     measured = np.array([1.0, 2.0, 3.0, 4.0])
     m = metrics(np.array([1.04, 2.15, 2.9, 4.0]), measured)
     assert m["within_5pct"] == 0.75 and m["within_10pct"] == 1.0 and m["kendall_tau"] == pytest.approx(1.0)
+
+
+def test_repeatability_compares_each_subnets_first_two_timings():
+    samples = _samples(per_unit_ms=0.0, scale=1.0)
+    agree = [Sample(**{**s.__dict__, "medians_ms": (2.0, 2.06)}) for s in samples[:3]]  # 3% apart
+    apart = [Sample(**{**s.__dict__, "medians_ms": (2.0, 2.16, 1.9)}) for s in samples[3:4]]  # 8% apart
+    rep = evaluate(agree + apart + samples[4:])["measurement_repeatability"]
+    assert rep["subnets"] == 4  # subnets timed once (or from an older journal) do not count
+    assert rep["within_5pct"] == 0.75 and rep["within_10pct"] == 1.0
+    assert evaluate(samples)["measurement_repeatability"] is None
+
+
+def test_a_rerun_resumes_the_journal_and_records_every_timing(tmp_path, monkeypatch):
+    from predictors.latency import validate as v
+    from search_spaces.hybrid import HybridSpace
+
+    medians = iter([3.0, 5.0, 2.0, 4.0])
+    monkeypatch.setattr(v, "measure_arch", lambda arch, threads: (next(medians),) * 3)
+    monkeypatch.setattr("nas.profile.profile_arch", lambda arch: {"flops": 1})
+    archs = [HybridSpace(num_classes=10).sample(i) for i in range(2)]
+    table = type("T", (), {"threads": 1})()
+    v.collect(table, archs, tmp_path / "j.jsonl", repeats=1)
+    again = v.collect(table, archs, tmp_path / "j.jsonl", repeats=2)  # only the second pass is timed
+    assert [s.medians_ms for s in again] == [(3.0, 2.0), (5.0, 4.0)]
+    assert [s.measured_ms for s in again] == [2.0, 4.0] and all(s.timings == 2 for s in again)
+
+
+def test_the_validate_command_times_real_subnets_and_reports_the_measurements_own_spread(run_cli, tmp_path):
+    import json
+
+    from predictors.latency.table import save_table
+    from search_spaces.hybrid import HybridSpace
+    from fakes import fake_table
+
+    table_path = save_table(fake_table(HybridSpace(num_classes=1000).units(64), [64]), tmp_path / "host.json")
+    code, out, err = run_cli("latency", "validate", "--table", table_path, "--samples", "4", "--repeats", "2",
+                             "--out", tmp_path / "v", "--no-store", "--quiet")
+    assert code == 0, err
+    assert "measurement vs itself" in out and "FLOPs line" in out
+    report = json.loads((tmp_path / "v" / "validate.json").read_text())
+    assert report["samples"] == 4 and report["measurement_repeatability"]["subnets"] == 4
+    assert all(p["measured_ms"] > 0 for p in report["points"])

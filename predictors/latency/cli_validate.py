@@ -25,6 +25,10 @@ def run(args: argparse.Namespace) -> int:
         m = report[key]
         print(f"{name:30s} within 5%: {m['within_5pct']:6.1%}  within 10%: {m['within_10pct']:6.1%}  "
               f"MAPE: {m['mape']:6.2%}  Kendall tau: {m['kendall_tau']:.3f}")
+    rep = report["measurement_repeatability"]
+    if rep:
+        print(f"{'measurement vs itself':30s} within 5%: {rep['within_5pct']:6.1%}  within 10%: "
+              f"{rep['within_10pct']:6.1%}  (first two timings of {rep['subnets']} subnets: the floor of every figure)")
     c = report["correction"]
     print(f"correction: x{c['scale']:.4f} {c['per_unit_us']:+.1f} us per unit ({'not used' if not c['used'] else 'not stored' if args.no_store else 'stored'})")
     print(f"report: {out / 'validate.json'}  plot: {out / 'validate.png'}")

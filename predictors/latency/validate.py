@@ -48,6 +48,7 @@ class Sample:
     p90_ms: float
     units: int = 0  # latency units of the arch (filled in on every run)
     timings: int = 1  # end-to-end timings taken; the lowest median is kept
+    medians_ms: tuple[float, ...] = ()  # every timing's median, in order (older journals lack them)
 
 
 def sample_archs(table: LatencyTable, n: int, seed: int) -> list[ArchConfig]:
@@ -95,7 +96,7 @@ def collect(table: LatencyTable, archs: list[ArchConfig], journal: Path, repeats
     done: dict[str, Sample] = {}
     for record in read_json_lines(journal):
         try:
-            sample = Sample(**record)
+            sample = Sample(**{**record, "medians_ms": tuple(record.get("medians_ms", ()))})
         except TypeError:
             continue
         done[sample.arch_hash] = sample  # later lines (more timings) replace earlier ones
@@ -111,7 +112,7 @@ def collect(table: LatencyTable, archs: list[ArchConfig], journal: Path, repeats
                     prev = Sample(h, arch.resolution, profile_arch(arch)["flops"], 0.0, med, p10, p90, timings=0)
                 elif med < prev.measured_ms:
                     prev = replace(prev, measured_ms=med, p10_ms=p10, p90_ms=p90)
-                done[h] = replace(prev, timings=timing)
+                done[h] = replace(prev, timings=timing, medians_ms=(*prev.medians_ms, med))
                 append_json_line(journal, done[h].__dict__)
             step += 1
             if progress:
@@ -146,8 +147,22 @@ def metrics(pred: np.ndarray, measured: np.ndarray) -> dict[str, float]:
             "mean_signed_pct": float(np.mean(err)), "kendall_tau": float(kendalltau(pred, measured).statistic)}
 
 
+def repeatability(samples: list[Sample]) -> dict[str, Any] | None:
+    """How well the measurement agrees with itself: the first two timings of each subnet (separate
+    passes, fresh sessions) compared as a prediction of one another. No predictor can be checked
+    more finely than this on the same machine; None where the journal holds no per-timing medians."""
+    pairs = [s.medians_ms[:2] for s in samples if len(s.medians_ms) >= 2]
+    if len(pairs) < 2:
+        return None
+    first, second = np.array([a for a, _ in pairs]), np.array([b for _, b in pairs])
+    err = np.abs(first - second) / np.minimum(first, second)
+    return {"subnets": len(pairs), "within_5pct": float(np.mean(err <= 0.05)),
+            "within_10pct": float(np.mean(err <= 0.10)), "median_abs_pct": float(np.median(err))}
+
+
 def evaluate(samples: list[Sample]) -> dict[str, Any]:
-    """Figures for the plain sum, the corrected table and the FLOPs line; which correction to keep."""
+    """Figures for the plain sum, the corrected table and the FLOPs line; which correction to keep;
+    and the measurement's own repeatability, the floor under all of them."""
     if len(samples) < 4:
         raise UserError(f"--samples: need at least 4 samples to fit and check a correction, got {len(samples)}")
     plain = np.array([s.plain_ms for s in samples])
@@ -167,6 +182,7 @@ def evaluate(samples: list[Sample]) -> dict[str, Any]:
         "correction": {"scale": float(scale) if use else 1.0,
                        "per_unit_us": float(per_unit_ms) * 1000 if use else 0.0, "fitted_on": len(samples), "used": use},
         "lut": corrected_m if use else plain_m,
+        "measurement_repeatability": repeatability(samples),
         "_series": {"measured": measured, "lut": corrected if use else plain, "flops": flops_pred},
     }
 
