@@ -11,7 +11,8 @@ Recipe (every step resumable: re-run the same command after an interruption):
      --standalone-epochs --batch-size 64`, same seed) and read its val accuracy;
   5. Kendall tau between the two rankings (target >= 0.6), plus the training throughput (images/s,
      forward + backward + AdamW step at batch 64) of the largest and smallest members, both through
-     the supernet and as extracted standalone networks.
+     the supernet and as extracted standalone networks; and, as the yardstick any ranking should
+     beat, the Kendall tau of plain parameter count.
 
 Writes benchmarks/results/supernet_rank.json and supernet_rank.png.
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -34,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from nas.arch import save_arch  # noqa: E402
+from nas.atomic import atomic_write, atomic_write_text  # noqa: E402
 from nas.cli.main import main as nas  # noqa: E402
 from nas.data import default_data_root, load_dataset  # noqa: E402
 from nas.profile import count_params  # noqa: E402
@@ -146,11 +149,15 @@ def main() -> int:
                    standalone_train_s=metrics["train_time_s"])
         print(f"{arch.name}: standalone val acc {100 * metrics['val_acc']:.2f}%")
 
-    tau = kendall_tau([r["supernet_val_acc"] for r in rows], [r["standalone_val_acc"] for r in rows])
+    standalone = [r["standalone_val_acc"] for r in rows]
+    tau = kendall_tau([r["supernet_val_acc"] for r in rows], standalone)
+    # The zero-cost yardstick: a ranking by parameter count, which any predictor should beat.
+    params_tau = kendall_tau([r["params"] for r in rows], standalone)
 
     # 5. throughput of the extremes
     res = max(space.resolutions)
     speed = {}
+    load = os.getloadavg()[0]  # other work on the machine slows these figures down; say how busy it was
     for which, arch in (("largest", space.largest()), ("smallest", space.smallest())):
         fresh = Supernet(space)
         fresh.set_active(arch)
@@ -160,8 +167,9 @@ def main() -> int:
         print(f"{which}: {speed[which]}")
 
     report = {
-        "kendall_tau": tau, "target": 0.6, "passed": tau >= 0.6, "smoke": args.smoke, "archs": rows,
-        "throughput_batch": args.batch_size, "throughput": speed,
+        "kendall_tau": tau, "target": 0.6, "passed": tau >= 0.6, "smoke": args.smoke,
+        "params_kendall_tau": params_tau, "archs": rows,
+        "throughput_batch": args.batch_size, "throughput": speed, "throughput_load_average": round(load, 2),
         "supernet": {"space": args.space, "epochs": args.epochs, "num_random": args.num_random,
                      "train_time_s": supernet_metrics["train_time_s"],
                      "images_per_s": supernet_metrics["images_per_s"],
@@ -173,14 +181,13 @@ def main() -> int:
         "wall_time_s": round(time.perf_counter() - started, 1),
     }
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    _plot(rows, tau, out.with_suffix(".png"))
-    print(f"Kendall tau {tau:.3f} over {len(rows)} archs -> {out}")
+    atomic_write_text(out, json.dumps(report, indent=2) + "\n")
+    _plot(rows, tau, params_tau, out.with_suffix(".png"))
+    print(f"Kendall tau {tau:.3f} over {len(rows)} archs (parameter count: {params_tau:.3f}) -> {out}")
     return 0
 
 
-def _plot(rows: list[dict], tau: float, path: Path) -> None:
+def _plot(rows: list[dict], tau: float, params_tau: float, path: Path) -> None:
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(5, 4))
@@ -189,10 +196,10 @@ def _plot(rows: list[dict], tau: float, path: Path) -> None:
     for r in rows:
         ax.annotate(r["name"][:6], (100 * r["standalone_val_acc"], 100 * r["supernet_val_acc"]), fontsize=7)
     ax.set(xlabel="standalone val top-1 (%)", ylabel="supernet-inherited val top-1 (%)",
-           title=f"Kendall tau = {tau:.2f}")
+           title=f"Kendall tau = {tau:.2f} (parameter count: {params_tau:.2f})")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
 
 
 if __name__ == "__main__":
