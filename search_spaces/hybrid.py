@@ -189,11 +189,15 @@ class HybridSpace:
             keep |= {"tokens", "token_dim"}
         canonical = {key: value for key, value in params.items() if key in keep}
         if "se" in canonical:  # placements that give the conv stages the same SE are one architecture
-            conv = [i for i, fam in enumerate(families) if fam in CONV_FAMILIES]
-            modes = [_stage_se(canonical["se"], i, len(self.stages)) for i in conv]
-            canonical["se"] = next(p for p in self.se_placements
-                                   if [_stage_se(p, i, len(self.stages)) for i in conv] == modes)
+            canonical["se"] = self._placement_of([(i, _stage_se(canonical["se"], i, len(self.stages)))
+                                                  for i, fam in enumerate(families) if fam in CONV_FAMILIES])
         return canonical
+
+    def _placement_of(self, conv_se: Sequence[tuple[int, str]]) -> str | None:
+        """The first SE placement giving each conv stage `(index, mode)` its mode (None if none does):
+        the canonical one where several describe the same network."""
+        return next((p for p in self.se_placements
+                     if all(_stage_se(p, i, len(self.stages)) == mode for i, mode in conv_se)), None)
 
     def decode(self, params: Mapping[str, Any]) -> ArchConfig:
         """Optuna parameters -> ArchConfig (validated)."""
@@ -243,8 +247,7 @@ class HybridSpace:
         params: dict[str, Any] = {"resolution": arch.resolution, "stem.depth": arch.stem.depth,
                                   "stem.channels": arch.stem.channels, "head.channels": arch.head.channels}
         conv_se = [(i, s.se) for i, s in enumerate(arch.stages) if s.block in CONV_FAMILIES]
-        params["se"] = next((p for p in self.se_placements
-                             if all(_stage_se(p, i, len(self.stages)) == mode for i, mode in conv_se)), None)
+        params["se"] = self._placement_of(conv_se)
         if params["se"] is None:
             raise ValueError(f"se: per-stage SE {[m for _, m in conv_se]} matches no placement of {self.se_placements}")
         for i, spec in enumerate(arch.stages):
