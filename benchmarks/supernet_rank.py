@@ -8,11 +8,18 @@ Recipe (every step resumable: re-run the same command after an interruption):
      taken at evenly spaced quantiles, stage 2/3 families alternating so that every family appears;
   3. rate each with inherited weights (BN recalibrated on 4 x 128 training images) on the val split;
   4. train each standalone from scratch with one short identical recipe (`nas train --epochs
-     --standalone-epochs --batch-size 64`, same seed) and read its val accuracy;
-  5. Kendall tau between the two rankings (target >= 0.6), plus the training throughput (images/s,
+     --standalone-epochs --batch-size 64`, same seed) and read its val accuracy. Run folders do not
+     outlive a machine, so a member whose standalone result is already in --standalone-from (by
+     default the committed report) under the same recipe, data and arch hash is taken from there
+     (each row says where its figures came from); --standalone-from '' retrains them all;
+  5. Kendall tau between the two rankings on the val split (target >= 0.6, the split the search
+     rates members on), and the same on the 4x larger test split, where both rankings are less
+     noisy (a report only: nothing is selected with it); plus the training throughput (images/s,
      forward + backward + AdamW step at batch 64) of the largest and smallest members, both through
      the supernet and as extracted standalone networks; and, as the yardstick any ranking should
-     beat, the Kendall tau of plain parameter count.
+     beat, the Kendall tau of plain parameter count;
+  6. with --trajectory K: the same taus with the weights kept at every K-th epoch end (the supernet
+     is trained with --keep-epochs), i.e. whether longer training would rank better.
 
 Writes benchmarks/results/supernet_rank.json and supernet_rank.png.
 
@@ -41,7 +48,7 @@ from nas.cli.main import main as nas  # noqa: E402
 from nas.data import default_data_root, load_dataset  # noqa: E402
 from nas.profile import count_params  # noqa: E402
 from nas.supernet import Supernet  # noqa: E402
-from nas.supernet.evaluate import SubnetEvaluator, load_supernet  # noqa: E402
+from nas.supernet.evaluate import SubnetEvaluator, epoch_snapshot, load_supernet  # noqa: E402
 from nas.builder import build_model  # noqa: E402
 from supernet_recipe import BATCH, EPOCHS, NUM_RANDOM, SPACE, train_supernet  # noqa: E402
 
@@ -85,6 +92,25 @@ def kendall_tau(a: list[float], b: list[float]) -> float:
     return float(kendalltau(a, b).statistic)
 
 
+def standalone_cache(path: str, recipe: dict) -> dict[str, dict]:
+    """arch hash -> standalone figures from an earlier report measured under the same `recipe`."""
+    if not path or not Path(path).exists():
+        return {}
+    report = json.loads(Path(path).read_text())
+    if report.get("standalone_recipe") != recipe or report.get("smoke"):
+        return {}
+    return {r["arch_hash"]: {k: r[k] for k in STANDALONE_FIELDS} for r in report["archs"]}
+
+
+STANDALONE_FIELDS = ("standalone_val_acc", "standalone_test_acc", "standalone_train_s")
+
+
+def inherited_taus(evaluators: dict, archs: list, rows: list[dict]) -> dict[str, float]:
+    """Kendall tau of inherited against standalone accuracy, per split."""
+    return {split: kendall_tau([ev.evaluate(a)["acc"] for a in archs], [r[f"standalone_{split}_acc"] for r in rows])
+            for split, ev in evaluators.items()}
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=str(default_data_root()))
@@ -97,6 +123,10 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--runs", default=str(ROOT / "runs" / "supernet_rank"))
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "supernet_rank.json"))
+    p.add_argument("--standalone-from", default=str(ROOT / "benchmarks" / "results" / "supernet_rank.json"),
+                   help="report whose standalone results to reuse when the recipe matches ('' for none)")
+    p.add_argument("--trajectory", type=int, default=0, metavar="K",
+                   help="also rank with the weights of every K-th epoch end (default 0: off)")
     p.add_argument("--smoke", action="store_true", help="tiny space, 1 epoch each, 4 archs, a 300-image "
                                                         "subset: checks the pipeline, measures nothing")
     args = p.parse_args()
@@ -126,19 +156,27 @@ def main() -> int:
     supernet = load_supernet(sn_dir / "supernet.pt")
     space = supernet.space
     archs = pick_archs(space, args.archs, args.seed)
-    evaluator = SubnetEvaluator(supernet, data, "val", calib_batches=4, batch_size=128)
+    evaluators = {split: SubnetEvaluator(supernet, data, split, calib_batches=4, batch_size=128)
+                  for split in ("val", "test")}
     rows = []
     for arch in archs:
         tic = time.perf_counter()
-        inherited = evaluator.evaluate(arch)
+        inherited = evaluators["val"].evaluate(arch)
         rows.append({"name": arch.name, "arch_hash": arch.arch_hash(), "params": count_params(build_model(arch)),
                      "families": [s.block for s in arch.stages], "supernet_val_acc": inherited["acc"],
-                     "supernet_eval_s": round(time.perf_counter() - tic, 2)})
+                     "supernet_eval_s": round(time.perf_counter() - tic, 2),
+                     "supernet_test_acc": evaluators["test"].evaluate(arch)["acc"]})
         print(f"{arch.name}: inherited val acc {100 * inherited['acc']:.2f}%")
 
     # 4. standalone training, one short identical recipe (each run resumes if interrupted)
+    recipe = {"epochs": args.standalone_epochs, "batch_size": args.batch_size, "seed": args.seed,
+              "data": {k: v for k, v in data.describe().items() if k != "root"}}  # the same data anywhere
+    cache = standalone_cache(args.standalone_from, recipe)
     arch_dir = runs / "archs"
     for arch, row in zip(archs, rows):
+        if row["arch_hash"] in cache:
+            row.update(cache[row["arch_hash"]], standalone_source=args.standalone_from)
+            continue
         path = save_arch(arch, arch_dir / f"{arch.name}.json")
         out = runs / "standalone" / arch.name
         code = nas(["train", str(path), "--epochs", str(args.standalone_epochs), "--out", str(out), *common])
@@ -146,13 +184,27 @@ def main() -> int:
             return code
         metrics = json.loads((out / "metrics.json").read_text())
         row.update(standalone_val_acc=metrics["val_acc"], standalone_test_acc=metrics["test_acc"],
-                   standalone_train_s=metrics["train_time_s"])
+                   standalone_train_s=metrics["train_time_s"], standalone_source=str(out))
         print(f"{arch.name}: standalone val acc {100 * metrics['val_acc']:.2f}%")
 
-    standalone = [r["standalone_val_acc"] for r in rows]
-    tau = kendall_tau([r["supernet_val_acc"] for r in rows], standalone)
+    taus = {split: kendall_tau([r[f"supernet_{split}_acc"] for r in rows], [r[f"standalone_{split}_acc"] for r in rows])
+            for split in ("val", "test")}
     # The zero-cost yardstick: a ranking by parameter count, which any predictor should beat.
-    params_tau = kendall_tau([r["params"] for r in rows], standalone)
+    params_taus = {split: kendall_tau([r["params"] for r in rows], [r[f"standalone_{split}_acc"] for r in rows])
+                   for split in ("val", "test")}
+
+    # 6. how the ranking evolved with training
+    trajectory = []
+    for epoch in range(args.trajectory, args.epochs + 1, args.trajectory) if args.trajectory else ():
+        snapshot = epoch_snapshot(sn_dir, epoch)
+        if not snapshot.exists():
+            print(f"{snapshot}: not kept (train with --keep-epochs); trajectory skips epoch {epoch}")
+            continue
+        kept = load_supernet(snapshot)
+        per_split = inherited_taus({split: SubnetEvaluator(kept, data, split, calib_batches=4, batch_size=128)
+                                    for split in ("val", "test")}, archs, rows)
+        trajectory.append({"epoch": epoch, "kendall_tau": per_split["val"], "kendall_tau_test": per_split["test"]})
+        print(f"epoch {epoch}: Kendall tau {per_split['val']:.3f} (test {per_split['test']:.3f})")
 
     # 5. throughput of the extremes
     res = max(space.resolutions)
@@ -166,24 +218,27 @@ def main() -> int:
                         "params": count_params(build_model(arch))}
         print(f"{which}: {speed[which]}")
 
+    tau = taus["val"]
     report = {
         "kendall_tau": tau, "target": 0.6, "passed": tau >= 0.6, "smoke": args.smoke,
-        "params_kendall_tau": params_tau, "archs": rows,
+        "params_kendall_tau": params_taus["val"], "kendall_tau_test": taus["test"],
+        "params_kendall_tau_test": params_taus["test"], "trajectory": trajectory, "archs": rows,
         "throughput_batch": args.batch_size, "throughput": speed, "throughput_load_average": round(load, 2),
         "supernet": {"space": args.space, "epochs": args.epochs, "num_random": args.num_random,
                      "train_time_s": supernet_metrics["train_time_s"],
                      "images_per_s": supernet_metrics["images_per_s"],
                      "largest_val_acc": supernet_metrics["largest_val_acc"],
                      "smallest_val_acc": supernet_metrics["smallest_val_acc"]},
-        "standalone_epochs": args.standalone_epochs, "data": data.describe(),
+        "standalone_epochs": args.standalone_epochs, "standalone_recipe": recipe, "data": data.describe(),
         "machine": {"cpu_threads": torch.get_num_threads(), "python": platform.python_version(),
                     "torch": torch.__version__, "platform": platform.platform()},
         "wall_time_s": round(time.perf_counter() - started, 1),
     }
     out = Path(args.out)
     atomic_write_text(out, json.dumps(report, indent=2) + "\n")
-    _plot(rows, tau, params_tau, out.with_suffix(".png"))
-    print(f"Kendall tau {tau:.3f} over {len(rows)} archs (parameter count: {params_tau:.3f}) -> {out}")
+    _plot(rows, tau, params_taus["val"], out.with_suffix(".png"))
+    print(f"Kendall tau {tau:.3f} over {len(rows)} archs (parameter count: {params_taus['val']:.3f}; on the test "
+          f"split {taus['test']:.3f} / {params_taus['test']:.3f}) -> {out}")
     return 0
 
 

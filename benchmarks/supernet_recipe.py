@@ -1,9 +1,10 @@
 """The committed supernet recipe, shared by the ranking benchmark and the default accuracy predictor.
 
-`nas supernet train --space proxy --epochs 10 --batch-size 64 --num-random 1 --seed 0` on the shared
-proxy dataset (imagenette2-64, 64 px): sandwich rule, in-place distillation, AdamW + cosine,
-label smoothing 0.1 (the command's defaults). It fits in under an hour on this 2-core machine;
-running it again resumes (or does nothing once done).
+`nas supernet train --space proxy --epochs 10 --batch-size 64 --num-random 1 --seed 0 --keep-epochs`
+on the shared proxy dataset (imagenette2-64, 64 px): sandwich rule, in-place distillation, AdamW +
+cosine, label smoothing 0.1 (the command's defaults); each epoch's weights are kept for the ranking
+benchmark's --trajectory. It fits in under an hour on this 2-core machine; running it again
+resumes (or does nothing once done).
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ def train_supernet(runs: Path, data_root: Path, seed: int = 0, space: str = SPAC
     Another epoch count is another run (the cosine schedule spans the whole run): its own folder."""
     out = runs / (f"supernet-{space}" if epochs == EPOCHS else f"supernet-{space}-e{epochs}")
     code = nas(["supernet", "train", "--space", space, "--epochs", str(epochs), "--out", str(out),
-                "--num-random", str(num_random), "--checkpoint-every", "50", "--data", str(data_root),
+                "--num-random", str(num_random), "--checkpoint-every", "50", "--keep-epochs", "--data", str(data_root),
                 "--batch-size", str(batch_size), "--seed", str(seed), "--quiet"])
     if code:
         raise SystemExit(code)

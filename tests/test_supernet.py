@@ -19,7 +19,7 @@ from nas.arch import parse_arch, save_arch
 from nas.builder import HybridNet
 from nas.checkpoint import load_checkpoint
 from nas.supernet import Supernet, space_from_dict, space_to_dict
-from nas.supernet.evaluate import fit_resolution, recalibrate_bn
+from nas.supernet.evaluate import epoch_snapshot, fit_resolution, load_supernet, recalibrate_bn
 from nas.supernet.spaces import PRESETS
 from search_spaces.hybrid import HybridSpace
 from test_data import REAL, write_subset
@@ -202,7 +202,7 @@ def trained(small, fast, tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("runs") / "supernet"
     assert main(["supernet", "train", "--data", str(small), "--epochs", "1", "--out", str(out),
-                 "--num-random", "1", *fast]) == 0
+                 "--num-random", "1", "--keep-epochs", *fast]) == 0
     return out
 
 
@@ -272,6 +272,14 @@ def test_supernet_train_writes_weights_metrics_curves_and_weights_only_checkpoin
     assert (trained / "curves.png").read_bytes()[:4] == b"\x89PNG"
     run = json.loads((trained / "run.json").read_text())
     assert run["sandwich"]["num_random"] == 1 and run["supernet"]["space"]["name"] == "tiny32"
+    assert "keep_epochs" not in json.dumps(run)  # what is kept is not what is trained: resuming ignores it
+
+
+def test_keep_epochs_leaves_each_epochs_weights_as_a_loadable_supernet_file(trained):
+    snapshot = epoch_snapshot(trained, 1)
+    assert sorted(p.name for p in (trained / "epochs").iterdir()) == [snapshot.name]
+    kept, final = load_supernet(snapshot).state_dict(), load_supernet(trained / "supernet.pt").state_dict()
+    assert kept.keys() == final.keys() and all(torch.equal(kept[k], final[k]) for k in kept)  # 1 epoch: same
 
 
 def test_supernet_eval_rates_members_from_the_final_file_or_the_checkpoint(run_cli, trained, small, tmp_path):
@@ -351,7 +359,6 @@ def test_every_family_gets_its_own_sandwich_extremes():
 
 def test_standalone_training_can_start_from_a_members_inherited_weights(run_cli, trained, small, tmp_path):
     from nas.builder import build_model
-    from nas.supernet.evaluate import load_supernet
     from nas.train import load_initial_weights
 
     member = space_from_dict(TRAIN_SPACE).sample(5)

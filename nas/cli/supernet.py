@@ -48,7 +48,8 @@ def _train(args: argparse.Namespace, env: DistEnv) -> int:
     out = Path(args.out)
     supernet = Supernet(space, seed=args.seed)
     trainer = SupernetTrainer(supernet, data, recipe, out, sandwich=sandwich, log_every=args.log_every,
-                              checkpoint_every=args.checkpoint_every, verbose=not args.quiet, dist_env=env)
+                              checkpoint_every=args.checkpoint_every, verbose=not args.quiet, dist_env=env,
+                              keep_epochs=args.keep_epochs)
     summary = trainer.fit()
     smallest = trainer.evaluate_member(space.smallest(), data.val)
     if not env.is_main:
@@ -111,6 +112,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--log-every", type=int, default=10, help="steps between metrics.jsonl lines")
     t.add_argument("--checkpoint-every", type=int, default=100, help="steps between checkpoints (default 100)")
+    t.add_argument("--keep-epochs", action="store_true",
+                   help="also keep each epoch's weights as epochs/supernet-eNNN.pt (to study how rankings evolve)")
     t.add_argument("--quiet", action="store_true", help="no progress bar or epoch lines")
     t.set_defaults(func=run_train)
 

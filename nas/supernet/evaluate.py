@@ -141,6 +141,11 @@ def supernet_file(supernet: Supernet) -> dict[str, Any]:
     return {"format": SUPERNET_FORMAT, **supernet.describe(), "model": supernet.state_dict()}
 
 
+def epoch_snapshot(run_dir: str | Path, epoch: int) -> Path:
+    """Where `nas supernet train --keep-epochs` keeps the weights at the end of `epoch` (1-based)."""
+    return Path(run_dir) / "epochs" / f"supernet-e{epoch:03d}.pt"
+
+
 def supernet_path(path: str | Path) -> Path:
     """The file a --supernet argument names: itself, or in a run folder its `supernet.pt` (the
     finished weights) or else its latest `checkpoint.pt`."""

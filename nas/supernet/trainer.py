@@ -35,9 +35,11 @@ import torch
 import torch.nn.functional as F
 
 from nas.arch.schema import ArchConfig
+from nas.atomic import atomic_write
 from nas.data import Dataset, Split, mix_seed
 from nas.errors import UserError
-from nas.supernet.evaluate import calibration_batches, evaluate_model, fit_resolution, recalibrate_bn
+from nas.supernet.evaluate import (calibration_batches, epoch_snapshot, evaluate_model, fit_resolution,
+                                   recalibrate_bn, supernet_file)
 from nas.supernet.supernet import Supernet
 from nas.train import Recipe, Trainer
 from nas.train.losses import distillation_loss
@@ -65,7 +67,7 @@ class SupernetTrainer(Trainer):
 
     def __init__(self, supernet: Supernet, data: Dataset, recipe: Recipe, out_dir: str | Path | None = None,
                  *, sandwich: Sandwich = Sandwich(), identity: dict[str, Any] | None = None,
-                 **kwargs: Any) -> None:
+                 keep_epochs: bool = False, **kwargs: Any) -> None:
         if recipe.resolution != max(supernet.space.resolutions):
             raise UserError(f"recipe resolution {recipe.resolution}: the supernet trainer loads batches at "
                             f"the space's largest resolution ({max(supernet.space.resolutions)})")
@@ -75,6 +77,7 @@ class SupernetTrainer(Trainer):
         super().__init__(supernet, data, recipe, out_dir, identity=identity, **kwargs)
         self.supernet = supernet
         self.sandwich = sandwich
+        self.keep_epochs = keep_epochs  # not part of the run's identity: it changes what is kept, not trained
         self._calibration: list[torch.Tensor] | None = None
 
     def step_members(self, step: int) -> list[ArchConfig]:
@@ -85,6 +88,13 @@ class SupernetTrainer(Trainer):
         layout = [rng.choice(st.families) for st in space.stages]
         return [space.largest(layout), space.smallest(layout)] + \
             [space.sample(rng) for _ in range(self.sandwich.num_random)]
+
+    def on_epoch_saved(self) -> None:
+        """With keep_epochs: the weights at this epoch's end as epochs/supernet-eNNN.pt (supernet.pt's
+        format), so that how the supernet's rankings evolve with training can be measured afterwards."""
+        if self.keep_epochs and self.out_dir is not None:
+            state = supernet_file(self.supernet)
+            atomic_write(epoch_snapshot(self.out_dir, self.epoch), lambda tmp: torch.save(state, tmp))
 
     def training_step(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         teacher: torch.Tensor | None = None

@@ -224,9 +224,15 @@ class Trainer:
             self.metrics.append(record)
             plot_curves(self.metrics.records, self.out_dir / CURVES, title=self.out_dir.name)
         self._save_checkpoint()
+        if self.dist.is_main and self.out_dir is not None:
+            self.on_epoch_saved()
         bar.note(f"epoch {self.epoch}/{self.recipe.epochs}  train loss {record['train_loss']:.4f}  "
                  f"val loss {val['loss']:.4f}  val acc {100 * val['acc']:.2f}%  "
                  f"{record['images_per_s']:.0f} img/s")
+
+    def on_epoch_saved(self) -> None:
+        """Called on the main rank after each epoch's checkpoint is written (a subclass may keep
+        more of the run, e.g. per-epoch weights); nothing by default."""
 
     # --- run folder, checkpoints ------------------------------------------------------------------
 
