@@ -105,6 +105,12 @@ def standalone_cache(path: str, recipe: dict) -> dict[str, dict]:
 STANDALONE_FIELDS = ("standalone_val_acc", "standalone_test_acc", "standalone_train_s")
 
 
+def _shown(path: str | Path) -> str:
+    """`path` relative to the repository when it lies inside it (reports must not name one machine's folders)."""
+    path = Path(path).resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
 def inherited_taus(evaluators: dict, archs: list, rows: list[dict]) -> dict[str, float]:
     """Kendall tau of inherited against standalone accuracy, per split."""
     return {split: kendall_tau([ev.evaluate(a)["acc"] for a in archs], [r[f"standalone_{split}_acc"] for r in rows])
@@ -125,6 +131,9 @@ def main() -> int:
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "supernet_rank.json"))
     p.add_argument("--standalone-from", default=str(ROOT / "benchmarks" / "results" / "supernet_rank.json"),
                    help="report whose standalone results to reuse when the recipe matches ('' for none)")
+    p.add_argument("--variant", nargs="+", default=[], metavar="OPTION=VALUE",
+                   help="a supernet recipe variant: further `nas supernet train` options, e.g. kd-weight=0 lr=1e-3 "
+                        "(trained into its own folder)")
     p.add_argument("--trajectory", type=int, default=0, metavar="K",
                    help="also rank with the weights of every K-th epoch end (default 0: off)")
     p.add_argument("--smoke", action="store_true", help="tiny space, 1 epoch each, 4 archs, a 300-image "
@@ -146,8 +155,11 @@ def main() -> int:
 
     # 1. supernet (resumes if interrupted)
     tic = time.perf_counter()
+    variant = dict(option.split("=", 1) for option in args.variant if "=" in option)
+    if len(variant) != len(args.variant):
+        p.error(f"--variant: expected OPTION=VALUE items, got {args.variant}")
     sn_dir, supernet_metrics = train_supernet(runs, data_root, args.seed, args.space, args.epochs, args.batch_size,
-                                              args.num_random)
+                                              args.num_random, variant)
     print(f"supernet: {supernet_metrics['train_time_s'] / 3600:.2f} h of training "
           f"({time.perf_counter() - tic:.0f} s this session)")
 
@@ -175,7 +187,7 @@ def main() -> int:
     arch_dir = runs / "archs"
     for arch, row in zip(archs, rows):
         if row["arch_hash"] in cache:
-            row.update(cache[row["arch_hash"]], standalone_source=args.standalone_from)
+            row.update(cache[row["arch_hash"]], standalone_source=_shown(args.standalone_from))
             continue
         path = save_arch(arch, arch_dir / f"{arch.name}.json")
         out = runs / "standalone" / arch.name
@@ -184,7 +196,7 @@ def main() -> int:
             return code
         metrics = json.loads((out / "metrics.json").read_text())
         row.update(standalone_val_acc=metrics["val_acc"], standalone_test_acc=metrics["test_acc"],
-                   standalone_train_s=metrics["train_time_s"], standalone_source=str(out))
+                   standalone_train_s=metrics["train_time_s"], standalone_source=_shown(out))
         print(f"{arch.name}: standalone val acc {100 * metrics['val_acc']:.2f}%")
 
     taus = {split: kendall_tau([r[f"supernet_{split}_acc"] for r in rows], [r[f"standalone_{split}_acc"] for r in rows])
@@ -196,6 +208,9 @@ def main() -> int:
     # 6. how the ranking evolved with training
     trajectory = []
     for epoch in range(args.trajectory, args.epochs + 1, args.trajectory) if args.trajectory else ():
+        if epoch == args.epochs:  # the final weights: ranked above already
+            trajectory.append({"epoch": epoch, "kendall_tau": taus["val"], "kendall_tau_test": taus["test"]})
+            continue
         snapshot = epoch_snapshot(sn_dir, epoch)
         if not snapshot.exists():
             print(f"{snapshot}: not kept (train with --keep-epochs); trajectory skips epoch {epoch}")
@@ -224,7 +239,7 @@ def main() -> int:
         "params_kendall_tau": params_taus["val"], "kendall_tau_test": taus["test"],
         "params_kendall_tau_test": params_taus["test"], "trajectory": trajectory, "archs": rows,
         "throughput_batch": args.batch_size, "throughput": speed, "throughput_load_average": round(load, 2),
-        "supernet": {"space": args.space, "epochs": args.epochs, "num_random": args.num_random,
+        "supernet": {"space": args.space, "epochs": args.epochs, "num_random": args.num_random, "variant": variant,
                      "train_time_s": supernet_metrics["train_time_s"],
                      "images_per_s": supernet_metrics["images_per_s"],
                      "largest_val_acc": supernet_metrics["largest_val_acc"],

@@ -17,13 +17,19 @@ SPACE, EPOCHS, BATCH, NUM_RANDOM = "proxy", 10, 64, 1
 
 
 def train_supernet(runs: Path, data_root: Path, seed: int = 0, space: str = SPACE, epochs: int = EPOCHS,
-                   batch_size: int = BATCH, num_random: int = NUM_RANDOM) -> tuple[Path, dict]:
+                   batch_size: int = BATCH, num_random: int = NUM_RANDOM,
+                   variant: dict[str, str] | None = None) -> tuple[Path, dict]:
     """(run folder, its metrics.json) after training or resuming the supernet; raises on failure.
-    Another epoch count is another run (the cosine schedule spans the whole run): its own folder."""
-    out = runs / (f"supernet-{space}" if epochs == EPOCHS else f"supernet-{space}-e{epochs}")
+    Another epoch count is another run (the cosine schedule spans the whole run): its own folder.
+    `variant`: further `nas supernet train` options ({"kd-weight": "0"}), named in the folder."""
+    variant = variant or {}
+    name = f"supernet-{space}" + ("" if epochs == EPOCHS else f"-e{epochs}") + \
+        "".join(f"-{key}{value}" for key, value in sorted(variant.items()))
+    out = runs / name
+    options = [arg for key, value in sorted(variant.items()) for arg in (f"--{key}", value)]
     code = nas(["supernet", "train", "--space", space, "--epochs", str(epochs), "--out", str(out),
                 "--num-random", str(num_random), "--checkpoint-every", "50", "--keep-epochs", "--data", str(data_root),
-                "--batch-size", str(batch_size), "--seed", str(seed), "--quiet"])
+                "--batch-size", str(batch_size), "--seed", str(seed), "--quiet", *options])
     if code:
         raise SystemExit(code)
     return out, json.loads((out / "metrics.json").read_text())

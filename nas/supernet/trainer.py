@@ -7,7 +7,8 @@ exact resume, DDP under torchrun). Per batch (BigNAS, Yu et al. 2020):
   1. the largest member, on the labels (cross-entropy with label smoothing);
   2. the smallest member and `num_random` uniform samples of the space, each distilled from the
      largest member's soft predictions on the same batch (KL, teacher detached: "in-place
-     distillation", no separate teacher network);
+     distillation", no separate teacher network); with kd_weight < 1, that share of the loss is
+     the labels' cross-entropy instead (0: no distillation);
 
 "Largest" and "smallest" are those of a family layout (one family per stage) drawn afresh each
 step. With the space's single largest/smallest member, both all-RepViT, the attention families
@@ -42,7 +43,7 @@ from nas.supernet.evaluate import (calibration_batches, epoch_snapshot, evaluate
                                    recalibrate_bn, supernet_file)
 from nas.supernet.supernet import Supernet
 from nas.train import Recipe, Trainer
-from nas.train.losses import distillation_loss
+from nas.train.losses import classification_loss
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ class Sandwich:
 
     num_random: int = 2
     kd_temperature: float = 1.0
+    kd_weight: float = 1.0  # students' loss: this much distillation, the rest cross-entropy on the labels
     calib_batches: int = 4  # BN recalibration batches for the epoch-end validation
 
     def __post_init__(self) -> None:
@@ -58,6 +60,8 @@ class Sandwich:
             raise UserError(f"--num-random {self.num_random}: expected >= 0")
         if self.kd_temperature <= 0:
             raise UserError(f"--kd-temperature {self.kd_temperature}: expected > 0")
+        if not 0 <= self.kd_weight <= 1:
+            raise UserError(f"--kd-weight {self.kd_weight}: expected 0..1")
         if self.calib_batches < 1:
             raise UserError(f"--calib-batches {self.calib_batches}: expected >= 1")
 
@@ -106,7 +110,8 @@ class SupernetTrainer(Trainer):
                 loss = F.cross_entropy(logits, labels, label_smoothing=self.recipe.label_smoothing)
                 teacher, logged = logits.detach(), loss.detach()
             else:
-                loss = distillation_loss(logits, teacher, self.sandwich.kd_temperature)
+                loss = classification_loss(logits, labels, self.recipe.label_smoothing, teacher,
+                                           self.sandwich.kd_weight, self.sandwich.kd_temperature)
             loss.backward()
         return logged
 
