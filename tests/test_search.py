@@ -20,7 +20,7 @@ from optuna.trial import TrialState
 
 from nas.arch import load_arch
 from nas.search.problem import fastest_member
-from nas.search.storage import open_storage
+from nas.search.storage import WORKER_ATTR, open_storage
 from nas.supernet.spaces import PRESETS
 from predictors.accuracy.model import fit_predictor
 from predictors.latency.predict import predict
@@ -249,6 +249,18 @@ def test_kill_9_mid_search_then_rerun_continues_with_completed_trials_intact(env
     assert not study.get_trials(states=(TrialState.RUNNING,))  # the killed worker's trial was failed
     numbers = [t.number for t in study.trials]
     assert numbers == list(range(len(numbers)))
+
+
+def test_every_trial_names_its_worker_from_the_journal_write_that_creates_it(env, run_cli, budget):
+    """A kill between creating a trial and naming its worker would leave a RUNNING trial that no
+    worker can tell is dead, holding one of --trials forever: so no trial is ever created unnamed."""
+    from optuna.storages.journal._storage import JournalOperation
+
+    predictor, out = env
+    assert _search(run_cli, predictor, out, budget, "--trials", "12", "--study", "w")[0] == 0
+    records = [json.loads(line) for line in (out / "w" / "study.journal").read_text().splitlines()]
+    created = [r for r in records if r["op_code"] == JournalOperation.CREATE_TRIAL]
+    assert len(created) == 12 and all(r.get("user_attrs", {}).get(WORKER_ATTR) for r in created)
 
 
 def test_two_workers_on_one_storage_share_the_trial_count(env, assets, budget, tmp_path):

@@ -97,6 +97,14 @@ class LoopReport:
     seconds: float
 
 
+def _queue_owned_trial(study: optuna.Study, me: str) -> None:
+    """Queue the trial Optuna's loop will take next, already naming its worker. A trial Optuna
+    creates itself is RUNNING before the objective can name its worker, and a worker killed in
+    between (one journal write) would leave a RUNNING trial no one can tell is dead: it would hold
+    one of --trials forever. A queued (WAITING) trial counts for nothing until a worker takes it."""
+    study.enqueue_trial({}, user_attrs={WORKER_ATTR: me})
+
+
 def run_trials(study: optuna.Study, problem: SearchProblem, trials: int,
                progress: Callable[[int, float | None], None] | None = None) -> LoopReport:
     """Evaluate trials until the study holds `trials` complete ones. Optuna's own loop runs them
@@ -112,7 +120,8 @@ def run_trials(study: optuna.Study, problem: SearchProblem, trials: int,
         progress(complete, best)
 
     def objective(trial: optuna.Trial) -> float | tuple[float, float]:
-        trial.set_user_attr(WORKER_ATTR, me)
+        if trial.user_attrs.get(WORKER_ATTR) != me:  # another worker queued it
+            trial.set_user_attr(WORKER_ATTR, me)
         complete, running = _counts(study)
         if trial.number not in sorted(running)[:max(trials - complete, 0)]:
             trial.set_user_attr(SURPLUS_ATTR, True)
@@ -132,8 +141,11 @@ def run_trials(study: optuna.Study, problem: SearchProblem, trials: int,
             progress(complete, best)
         if complete + len(running) >= trials:
             study.stop()
+        else:
+            _queue_owned_trial(study, me)
 
     started = time.perf_counter()
     if complete + len(running) < trials:
+        _queue_owned_trial(study, me)
         study.optimize(objective, callbacks=[after], catch=(), gc_after_trial=False)
     return LoopReport(counts["ran"], counts["surplus"], failed_dead, time.perf_counter() - started)
