@@ -92,6 +92,10 @@ def kendall_tau(a: list[float], b: list[float]) -> float:
     return float(kendalltau(a, b).statistic)
 
 
+STANDALONE_FIELDS = ("standalone_val_acc", "standalone_test_acc", "standalone_train_s")
+SPLITS = ("val", "test")
+
+
 def standalone_cache(path: str, recipe: dict) -> dict[str, dict]:
     """arch hash -> standalone figures from an earlier report measured under the same `recipe`."""
     if not path or not Path(path).exists():
@@ -102,19 +106,20 @@ def standalone_cache(path: str, recipe: dict) -> dict[str, dict]:
     return {r["arch_hash"]: {k: r[k] for k in STANDALONE_FIELDS} for r in report["archs"]}
 
 
-STANDALONE_FIELDS = ("standalone_val_acc", "standalone_test_acc", "standalone_train_s")
-
-
 def _shown(path: str | Path) -> str:
     """`path` relative to the repository when it lies inside it (reports must not name one machine's folders)."""
     path = Path(path).resolve()
     return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
-def inherited_taus(evaluators: dict, archs: list, rows: list[dict]) -> dict[str, float]:
-    """Kendall tau of inherited against standalone accuracy, per split."""
-    return {split: kendall_tau([ev.evaluate(a)["acc"] for a in archs], [r[f"standalone_{split}_acc"] for r in rows])
-            for split, ev in evaluators.items()}
+def split_taus(scores: dict[str, list[float]], rows: list[dict]) -> dict[str, float]:
+    """Per split: Kendall tau of `scores[split]` (one per row) against the rows' standalone accuracy."""
+    return {split: kendall_tau(values, [r[f"standalone_{split}_acc"] for r in rows]) for split, values in scores.items()}
+
+
+def split_evaluators(supernet: Supernet, data) -> dict[str, SubnetEvaluator]:
+    """Inherited-weight evaluators of `supernet` on each split (BN recalibrated on 4 x 128 images)."""
+    return {split: SubnetEvaluator(supernet, data, split, calib_batches=4, batch_size=128) for split in SPLITS}
 
 
 def main() -> int:
@@ -168,8 +173,7 @@ def main() -> int:
     supernet = load_supernet(sn_dir / "supernet.pt")
     space = supernet.space
     archs = pick_archs(space, args.archs, args.seed)
-    evaluators = {split: SubnetEvaluator(supernet, data, split, calib_batches=4, batch_size=128)
-                  for split in ("val", "test")}
+    evaluators = split_evaluators(supernet, data)
     rows = []
     for arch in archs:
         tic = time.perf_counter()
@@ -199,11 +203,9 @@ def main() -> int:
                    standalone_train_s=metrics["train_time_s"], standalone_source=_shown(out))
         print(f"{arch.name}: standalone val acc {100 * metrics['val_acc']:.2f}%")
 
-    taus = {split: kendall_tau([r[f"supernet_{split}_acc"] for r in rows], [r[f"standalone_{split}_acc"] for r in rows])
-            for split in ("val", "test")}
+    taus = split_taus({split: [r[f"supernet_{split}_acc"] for r in rows] for split in SPLITS}, rows)
     # The zero-cost yardstick: a ranking by parameter count, which any predictor should beat.
-    params_taus = {split: kendall_tau([r["params"] for r in rows], [r[f"standalone_{split}_acc"] for r in rows])
-                   for split in ("val", "test")}
+    params_taus = split_taus({split: [r["params"] for r in rows] for split in SPLITS}, rows)
 
     # 6. how the ranking evolved with training
     trajectory = []
@@ -215,9 +217,8 @@ def main() -> int:
         if not snapshot.exists():
             print(f"{snapshot}: not kept (train with --keep-epochs); trajectory skips epoch {epoch}")
             continue
-        kept = load_supernet(snapshot)
-        per_split = inherited_taus({split: SubnetEvaluator(kept, data, split, calib_batches=4, batch_size=128)
-                                    for split in ("val", "test")}, archs, rows)
+        kept = split_evaluators(load_supernet(snapshot), data)
+        per_split = split_taus({split: [ev.evaluate(a)["acc"] for a in archs] for split, ev in kept.items()}, rows)
         trajectory.append({"epoch": epoch, "kendall_tau": per_split["val"], "kendall_tau_test": per_split["test"]})
         print(f"epoch {epoch}: Kendall tau {per_split['val']:.3f} (test {per_split['test']:.3f})")
 
