@@ -10,7 +10,10 @@ ln 10 = 2.303) is recorded per window of 20 steps:
   fixed-<family>   always the largest member with <family> in both attention stages;
   switch-stages01  a layout drawn per step in stages 0-1 only (2 x 2 layouts), RepViT after;
   switch-stage3    a layout drawn per step in the last stage only (5 layouts);
-  switch-all       a layout drawn per step in every stage (100 layouts): the trainer's rule.
+  switch-all       a layout drawn per step in every stage (100 layouts): the trainer's rule;
+  switch-all-ref   as switch-all, but the member learns by distillation from the fixed largest
+                   member, trained on the labels in the same step (the trainer's --teacher fixed);
+                   the member's own label loss is recorded.
 
 Writes benchmarks/results/supernet_layouts.json and .png.
 
@@ -55,6 +58,7 @@ def layout_rule(name: str, space: HybridSpace):
         family = name.removeprefix("fixed-")
         layout = [family if family in st.families else "repvit" for st in stages]
         return lambda step: space.largest(layout)
+    name = name.removesuffix("-ref")
     switched = {"switch-stages01": {0, 1}, "switch-stage3": {len(stages) - 1},
                 "switch-all": set(range(len(stages)))}[name]
 
@@ -65,7 +69,7 @@ def layout_rule(name: str, space: HybridSpace):
 
 
 RULES = ("fixed", "fixed-mobilevit", "fixed-lgl", "fixed-levit", "fixed-former", "switch-stages01",
-         "switch-stage3", "switch-all")
+         "switch-stage3", "switch-all", "switch-all-ref")
 
 
 class _Done(Exception):
@@ -73,21 +77,22 @@ class _Done(Exception):
 
 
 class LayoutProbe(SupernetTrainer):
-    """The supernet trainer's engine and loss for the largest member, one member per step chosen
-    by `rule`, stopping after `steps` steps."""
+    """The supernet trainer's engine and losses, one member per step chosen by `rule` (after the
+    fixed reference member when `referenced`), stopping after `steps` steps; records the rule's
+    member's label loss."""
 
-    def __init__(self, *args, rule, steps: int, **kwargs) -> None:
+    def __init__(self, *args, rule, steps: int, referenced: bool, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.rule, self.steps, self.losses = rule, steps, []
+        self.rule, self.steps, self.referenced, self.losses = rule, steps, referenced, []
 
     def step_members(self, step: int) -> list[ArchConfig]:
         if step >= self.steps:
             raise _Done
-        return [self.rule(step)]
+        return ([self.supernet.space.largest()] if self.referenced else []) + [self.rule(step)]
 
     def training_step(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         loss = super().training_step(images, labels)
-        self.losses.append(float(loss))
+        self.losses.append(float(self.step_ce[-1]))
         return loss
 
 
@@ -95,7 +100,8 @@ def probe(rule: str, space: HybridSpace, data, steps: int, seed: int) -> list[fl
     """Mean loss per WINDOW steps of the first `steps` steps under `rule`."""
     recipe = make_recipe(epochs=EPOCHS, resolution=max(space.resolutions), batch_size=BATCH, seed=seed)
     trainer = LayoutProbe(Supernet(space, seed=seed), data, recipe, None, sandwich=Sandwich(num_random=0),
-                          rule=layout_rule(rule, space), steps=steps, verbose=False)
+                          rule=layout_rule(rule, space), steps=steps, referenced=rule.endswith("-ref"),
+                          verbose=False)
     try:
         trainer.fit()
     except _Done:

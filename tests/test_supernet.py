@@ -316,6 +316,8 @@ def test_bad_input_is_one_line_naming_the_file_or_field(run_cli, trained, small,
           *fast), "--num-random -1"),
         (("supernet", "train", "--data", small, "--epochs", "1", "--out", tmp_path / "r", "--kd-weight", "1.5",
           *fast), "--kd-weight 1.5: expected 0..1"),
+        (("supernet", "train", "--data", small, "--epochs", "1", "--out", tmp_path / "r", "--teacher", "oracle",
+          *fast), "--teacher 'oracle': expected one of layout, fixed"),
         (("supernet", "eval", "--supernet", garbage, member, "--data", small), "not a readable weights-only"),
         (("supernet", "eval", "--supernet", pickled, member, "--data", small), "not a readable weights-only"),
         (("supernet", "eval", "--supernet", trained / "supernet.pt", outsider, "--data", small),
@@ -357,6 +359,23 @@ def test_every_family_gets_its_own_sandwich_extremes():
         seen.update(s.block for s in largest.stages[2:])
     assert seen == set(TINY.stages[2].families)
     assert trainer.step_members(7) == trainer.step_members(7)  # a pure function of (seed, step)
+
+
+def test_a_fixed_teacher_leads_every_step_and_the_drawn_layouts_are_unchanged():
+    """--teacher fixed: the space's largest member (one layout for the whole run) comes first, so
+    it alone learns from the labels and teaches; the rest of the step is the default rule's."""
+    from nas.supernet.trainer import Sandwich, SupernetTrainer
+    from nas.train import make_recipe
+
+    trainers = {}
+    for teacher in ("layout", "fixed"):
+        trainer = SupernetTrainer.__new__(SupernetTrainer)
+        trainer.supernet, trainer.sandwich = Supernet(TINY), Sandwich(num_random=1, teacher=teacher)
+        trainer.recipe = make_recipe(epochs=1, resolution=48, batch_size=8, seed=0)
+        trainers[teacher] = trainer
+    for step in range(10):
+        fixed, *rest = trainers["fixed"].step_members(step)
+        assert fixed == TINY.largest() and rest == trainers["layout"].step_members(step)
 
 
 def test_standalone_training_can_start_from_a_members_inherited_weights(run_cli, trained, small, tmp_path):

@@ -41,7 +41,7 @@ def _train(args: argparse.Namespace, env: DistEnv) -> int:
     data = load_dataset(args.data or default_data_root())
     space = resolve_space(args.space, data.num_classes)
     sandwich = Sandwich(num_random=args.num_random, kd_temperature=args.kd_temperature, kd_weight=args.kd_weight,
-                        calib_batches=args.calib_batches)
+                        teacher=args.teacher, calib_batches=args.calib_batches)
     recipe = make_recipe(epochs=args.epochs, resolution=max(space.resolutions), batch_size=args.batch_size,
                          lr=args.lr, weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
                          label_smoothing=args.label_smoothing, clip_grad=args.clip_grad, seed=args.seed)
@@ -110,6 +110,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--kd-temperature", type=float, default=1.0, help="in-place distillation temperature")
     t.add_argument("--kd-weight", type=float, default=1.0,
                    help="students' loss share of distillation, the rest label cross-entropy (default 1)")
+    t.add_argument("--teacher", default="layout",
+                   help="in-place distillation teacher: 'layout' (default), the largest member of the step's "
+                        "drawn family layout; 'fixed', the space's largest member, trained every step")
     t.add_argument("--calib-batches", type=int, default=4, help="BN recalibration batches at validation")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--log-every", type=int, default=10, help="steps between metrics.jsonl lines")

@@ -10,6 +10,13 @@ exact resume, DDP under torchrun). Per batch (BigNAS, Yu et al. 2020):
      distillation", no separate teacher network); with kd_weight < 1, that share of the loss is
      the labels' cross-entropy instead (0: no distillation);
 
+With teacher="fixed", every step starts with the space's largest member, whose family layout
+never changes (all-RepViT): it alone learns from the labels and teaches the step's other members
+(the layout's largest and smallest, the random ones). Why: with the teacher's layout drawn per step
+(the default, "layout"), the teacher is itself a different, barely trained network at every step;
+benchmarks/supernet_layouts.py measures a drawn layout's label loss over the first 400 steps falling
+much faster when a fixed-layout member teaches it (one extra member per step).
+
 "Largest" and "smallest" are those of a family layout (one family per stage) drawn afresh each
 step. With the space's single largest/smallest member, both all-RepViT, the attention families
 were trained only when a random member happened to pick them: in the first run of the 10-epoch
@@ -46,6 +53,9 @@ from nas.train import Recipe, Trainer
 from nas.train.losses import classification_loss
 
 
+TEACHERS = ("layout", "fixed")
+
+
 @dataclass(frozen=True)
 class Sandwich:
     """The per-step rule's own settings (recorded in run.json: resuming requires the same)."""
@@ -53,6 +63,7 @@ class Sandwich:
     num_random: int = 2
     kd_temperature: float = 1.0
     kd_weight: float = 1.0  # students' loss: this much distillation, the rest cross-entropy on the labels
+    teacher: str = "layout"  # "layout": the drawn layout's largest member; "fixed": the space's (module doc)
     calib_batches: int = 4  # BN recalibration batches for the epoch-end validation
 
     def __post_init__(self) -> None:
@@ -62,6 +73,8 @@ class Sandwich:
             raise UserError(f"--kd-temperature {self.kd_temperature}: expected > 0")
         if not 0 <= self.kd_weight <= 1:
             raise UserError(f"--kd-weight {self.kd_weight}: expected 0..1")
+        if self.teacher not in TEACHERS:
+            raise UserError(f"--teacher {self.teacher!r}: expected one of {', '.join(TEACHERS)}")
         if self.calib_batches < 1:
             raise UserError(f"--calib-batches {self.calib_batches}: expected >= 1")
 
@@ -83,6 +96,7 @@ class SupernetTrainer(Trainer):
         self.sandwich = sandwich
         self.keep_epochs = keep_epochs  # not part of the run's identity: it changes what is kept, not trained
         self._calibration: list[torch.Tensor] | None = None
+        self.step_ce: list[torch.Tensor] = []  # each member's label cross-entropy at the last step (diagnostics)
 
     def step_members(self, step: int) -> list[ArchConfig]:
         """[largest, smallest, random...] for optimizer step `step` (same on every rank): the
@@ -90,8 +104,9 @@ class SupernetTrainer(Trainer):
         space = self.supernet.space
         rng = random.Random(mix_seed(self.recipe.seed, step, 0x5A4D))
         layout = [rng.choice(st.families) for st in space.stages]
-        return [space.largest(layout), space.smallest(layout)] + \
+        members = [space.largest(layout), space.smallest(layout)] + \
             [space.sample(rng) for _ in range(self.sandwich.num_random)]
+        return ([space.largest()] if self.sandwich.teacher == "fixed" else []) + members
 
     def on_epoch_saved(self) -> None:
         """With keep_epochs: the weights at this epoch's end as epochs/supernet-eNNN.pt (supernet.pt's
@@ -103,12 +118,15 @@ class SupernetTrainer(Trainer):
     def training_step(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         teacher: torch.Tensor | None = None
         logged = torch.zeros(())
+        self.step_ce = []
         for arch in self.step_members(self.step):
             arch = self.supernet.set_active(arch)
             logits = self.model(fit_resolution(images, arch.resolution))
+            ce = F.cross_entropy(logits, labels, label_smoothing=self.recipe.label_smoothing)
+            self.step_ce.append(ce.detach())
             if teacher is None:
-                loss = F.cross_entropy(logits, labels, label_smoothing=self.recipe.label_smoothing)
-                teacher, logged = logits.detach(), loss.detach()
+                loss = ce
+                teacher, logged = logits.detach(), ce.detach()
             else:
                 loss = classification_loss(logits, labels, self.recipe.label_smoothing, teacher,
                                            self.sandwich.kd_weight, self.sandwich.kd_temperature)
