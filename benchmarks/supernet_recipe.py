@@ -20,10 +20,12 @@ def train_supernet(runs: Path, data_root: Path, seed: int = 0, space: str = SPAC
                    batch_size: int = BATCH, num_random: int = NUM_RANDOM,
                    variant: dict[str, str] | None = None) -> tuple[Path, dict]:
     """(run folder, its metrics.json) after training or resuming the supernet; raises on failure.
-    Another epoch count is another run (the cosine schedule spans the whole run): its own folder.
+    Another epoch count (the cosine schedule spans the whole run) or number of random members is
+    another run: its own folder.
     `variant`: further `nas supernet train` options ({"kd-weight": "0"}), named in the folder."""
     variant = variant or {}
     name = f"supernet-{space}" + ("" if epochs == EPOCHS else f"-e{epochs}") + \
+        ("" if num_random == NUM_RANDOM else f"-r{num_random}") + \
         "".join(f"-{key}{value}" for key, value in sorted(variant.items()))
     out = runs / name
     options = [arg for key, value in sorted(variant.items()) for arg in (f"--{key}", value)]

@@ -10,12 +10,8 @@ exact resume, DDP under torchrun). Per batch (BigNAS, Yu et al. 2020):
      distillation", no separate teacher network); with kd_weight < 1, that share of the loss is
      the labels' cross-entropy instead (0: no distillation);
 
-With teacher="fixed", every step starts with the space's largest member, whose family layout
-never changes (all-RepViT): it alone learns from the labels and teaches the step's other members
-(the layout's largest and smallest, the random ones). Why: with the teacher's layout drawn per step
-(the default, "layout"), the teacher is itself a different, barely trained network at every step;
-benchmarks/supernet_layouts.py measures a drawn layout's label loss over the first 400 steps falling
-much faster when a fixed-layout member teaches it (one extra member per step).
+each backward accumulating into the shared weights, then one optimizer step. The members of a step
+are a pure function of (seed, step), the same on every rank and after a resume.
 
 "Largest" and "smallest" are those of a family layout (one family per stage) drawn afresh each
 step. With the space's single largest/smallest member, both all-RepViT, the attention families
@@ -23,8 +19,12 @@ were trained only when a random member happened to pick them: in the first run o
 recipe (benchmarks/supernet_recipe.py, before this change) random members scored 23-30% with
 inherited weights against 55-62% for the two extremes.
 
-each backward accumulates into the shared weights, then one optimizer step. The members of a step
-are a pure function of (seed, step), the same on every rank and after a resume.
+With teacher="fixed", every step starts with the space's largest member, whose family layout
+never changes (all-RepViT): it alone learns from the labels and teaches the step's other members
+(the layout's largest and smallest, the random ones). Why: with the teacher's layout drawn per step
+(the default, "layout"), the teacher is itself a different, barely trained network at every step;
+benchmarks/supernet_layouts.py measures a drawn layout's label loss over the first 400 steps falling
+much faster when a fixed-layout member teaches it (one extra member per step).
 
 Resolution: the loader yields the batch at the space's largest resolution; each member sees it
 resized to its own resolution (members are trained as they will be evaluated).
