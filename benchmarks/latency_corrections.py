@@ -49,16 +49,17 @@ def family_of(unit_key: str) -> str:
 def feature_sets(table, archs) -> dict[str, np.ndarray]:
     """Each candidate correction's design matrix (one row per arch)."""
     overhead = table.overhead_us
+    units_of = [arch_units(arch) for arch in archs]
     shares = []
-    for arch in archs:
+    for units in units_of:
         share: Counter[str] = Counter()
-        for unit in arch_units(arch):
+        for unit in units:
             share[family_of(unit.key)] += (table.entries[unit.key].us - overhead) / 1000
         shares.append(share)
     families = sorted(set().union(*shares))
     resolutions = sorted({a.resolution for a in archs})
     plain = np.array([sum(s.values()) + overhead / 1000 for s in shares])
-    units = np.array([len(arch_units(a)) for a in archs], dtype=float)
+    units = np.array([len(u) for u in units_of], dtype=float)
     params = np.array([profile_arch(a)["params"] for a in archs], dtype=float) / 1e6
     ones = np.ones_like(plain)
     by_resolution = np.array([[p if a.resolution == r else 0.0 for r in resolutions] for p, a in zip(plain, archs)])

@@ -16,13 +16,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from pathlib import Path
 from typing import Any
-
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -31,29 +28,32 @@ from nas.atomic import atomic_write_text  # noqa: E402
 from nas.data import default_data_root, load_dataset  # noqa: E402
 from nas.supernet.evaluate import SubnetEvaluator, load_supernet  # noqa: E402
 from search_spaces.hybrid import HybridSpace, _ExtremeTrial  # noqa: E402  (the space's own "largest" rule)
+from supernet_recipe import machine  # noqa: E402
 
 
 class OneChange:
-    """Answers as the space's largest member does, except `name` -> `value`; records what was asked."""
+    """Answers as the space's largest member does, except `name` -> `value`; records what was asked
+    and what it answered."""
 
     def __init__(self, name: str | None = None, value: Any = None) -> None:
         self.largest = _ExtremeTrial(largest=True)
         self.name, self.value = name, value
         self.asked: dict[str, list[Any]] = {}
+        self.answered: dict[str, Any] = {}
 
     def suggest_categorical(self, name: str, choices: Any) -> Any:
         self.asked[name] = list(choices)
-        if name == self.name:
-            return self.value
-        return self.largest.suggest_categorical(name, choices)
+        answer = self.value if name == self.name else self.largest.suggest_categorical(name, choices)
+        self.answered[name] = answer
+        return answer
 
 
 def single_changes(space: HybridSpace) -> list[tuple[str, Any]]:
     """(parameter, value) for every other value of every choice the largest member makes."""
     probe = OneChange()
     space.suggest(probe)
-    chosen = {name: probe.largest.suggest_categorical(name, choices) for name, choices in probe.asked.items()}
-    return [(name, value) for name, choices in probe.asked.items() for value in choices if value != chosen[name]]
+    return [(name, value) for name, choices in probe.asked.items() for value in choices
+            if value != probe.answered[name]]
 
 
 def main() -> int:
@@ -78,8 +78,7 @@ def main() -> int:
     rows.sort(key=lambda r: -r["drop"])
     report = {"supernet": str(args.supernet), "space": space.name, "split": args.split,
               "largest_acc": round(base, 4), "changes": rows, "wall_time_s": round(time.perf_counter() - started, 1),
-              "machine": {"cpu_threads": torch.get_num_threads(), "python": platform.python_version(),
-                          "torch": torch.__version__, "platform": platform.platform()}}
+              "machine": machine()}
     atomic_write_text(Path(args.out), json.dumps(report, indent=2) + "\n")
     print(f"-> {args.out}")
     return 0

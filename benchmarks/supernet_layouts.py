@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
 import random
 import sys
 import time
@@ -43,7 +42,7 @@ from nas.supernet import Supernet, resolve_space  # noqa: E402
 from nas.supernet.trainer import Sandwich, SupernetTrainer  # noqa: E402
 from nas.train import make_recipe  # noqa: E402
 from search_spaces.hybrid import HybridSpace  # noqa: E402
-from supernet_recipe import BATCH, EPOCHS, SPACE  # noqa: E402
+from supernet_recipe import BATCH, EPOCHS, SPACE, machine  # noqa: E402
 
 WINDOW = 20
 CHANCE_LOSS = math.log(10)  # cross-entropy of a uniform guess over the proxy's 10 classes
@@ -130,8 +129,7 @@ def main() -> int:
               "space": SPACE, "batch_size": BATCH, "schedule_epochs": EPOCHS, "seed": args.seed,
               "final_window_loss": {r: c[-1] for r, c in curves.items()}, "curves": curves, "seconds": seconds,
               "data": data.describe(),
-              "machine": {"cpu_threads": torch.get_num_threads(), "python": platform.python_version(),
-                          "torch": torch.__version__, "platform": platform.platform()}}
+              "machine": machine()}
     out = Path(args.out)
     atomic_write_text(out, json.dumps(report, indent=2) + "\n")
     _plot(curves, out.with_suffix(".png"))

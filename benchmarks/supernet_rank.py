@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -50,7 +49,7 @@ from nas.profile import count_params  # noqa: E402
 from nas.supernet import Supernet  # noqa: E402
 from nas.supernet.evaluate import SubnetEvaluator, epoch_snapshot, load_supernet  # noqa: E402
 from nas.builder import build_model  # noqa: E402
-from supernet_recipe import BATCH, EPOCHS, NUM_RANDOM, SPACE, train_supernet  # noqa: E402
+from supernet_recipe import BATCH, EPOCHS, NUM_RANDOM, SPACE, machine, train_supernet  # noqa: E402
 
 
 def pick_archs(space, count: int, seed: int = 0) -> list:
@@ -246,8 +245,7 @@ def main() -> int:
                      "largest_val_acc": supernet_metrics["largest_val_acc"],
                      "smallest_val_acc": supernet_metrics["smallest_val_acc"]},
         "standalone_epochs": args.standalone_epochs, "standalone_recipe": recipe, "data": data.describe(),
-        "machine": {"cpu_threads": torch.get_num_threads(), "python": platform.python_version(),
-                    "torch": torch.__version__, "platform": platform.platform()},
+        "machine": machine(),
         "wall_time_s": round(time.perf_counter() - started, 1),
     }
     out = Path(args.out)
