@@ -89,6 +89,31 @@ def test_extract_equals_active_for_members_of_every_family_at_every_stage(tiny_s
     assert {s.sample_rate for a in members for s in a.stages if s.block == "lgl"} == {1, 2, 4}
 
 
+def test_per_depth_stems_give_each_stem_depth_its_own_weights_and_extract_equals_active(tmp_path):
+    from nas.errors import UserError
+    from nas.supernet.evaluate import supernet_file
+
+    net = Supernet(TINY, seed=3, stem_sharing="per-depth")
+    assert sorted(net.stem.keys()) == [f"depth{d}" for d in sorted(TINY.stem_depths)]
+    members = [TINY.sample(i) for i in range(40)]
+    assert {a.stem.depth for a in members} == set(TINY.stem_depths)
+    for arch in members[:12]:
+        _assert_extract_equals_active(net, arch)
+    net.train()
+    arch = net.set_active(next(a for a in members if a.stem.depth == min(TINY.stem_depths)))
+    net(torch.randn(2, 3, arch.resolution, arch.resolution)).logsumexp(1).mean().backward()
+    for depth in TINY.stem_depths:  # only the member's own stem learns from it
+        grads = [p.grad for p in net.stem[f"depth{depth}"].parameters()]
+        assert all(g is None for g in grads) != (depth == arch.stem.depth)
+    torch.save(supernet_file(net), tmp_path / "supernet.pt")
+    loaded = load_supernet(tmp_path / "supernet.pt")
+    assert loaded.stem_sharing == "per-depth" and loaded.describe() == net.describe()
+    assert Supernet(TINY).describe() == {"space": space_to_dict(TINY)}  # the default: identity as before
+    torch.save({**supernet_file(net), "stem_sharing": "per-layer"}, tmp_path / "odd.pt")
+    with pytest.raises(UserError, match=r"odd.pt: stem_sharing 'per-layer', expected one of shared, per-depth"):
+        load_supernet(tmp_path / "odd.pt")
+
+
 def test_the_full_hybrid_space_is_covered_largest_smallest_and_every_family():
     space = HybridSpace(num_classes=10)
     net = Supernet(space)

@@ -46,7 +46,7 @@ def _train(args: argparse.Namespace, env: DistEnv) -> int:
                          lr=args.lr, weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
                          label_smoothing=args.label_smoothing, clip_grad=args.clip_grad, seed=args.seed)
     out = Path(args.out)
-    supernet = Supernet(space, seed=args.seed)
+    supernet = Supernet(space, seed=args.seed, stem_sharing=args.stem_weights)
     trainer = SupernetTrainer(supernet, data, recipe, out, sandwich=sandwich, log_every=args.log_every,
                               checkpoint_every=args.checkpoint_every, verbose=not args.quiet, dist_env=env,
                               keep_epochs=args.keep_epochs)
@@ -113,6 +113,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--teacher", default="layout",
                    help="in-place distillation teacher: 'layout' (default), the largest member of the step's "
                         "drawn family layout; 'fixed', the space's largest member, trained every step")
+    t.add_argument("--stem-weights", default="shared", choices=("shared", "per-depth"),
+                   help="'shared' (default): every stem depth slices one stem's weights; 'per-depth': one "
+                        "stem per depth (a shared layer changes role with the depth)")
     t.add_argument("--calib-batches", type=int, default=4, help="BN recalibration batches at validation")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--log-every", type=int, default=10, help="steps between metrics.jsonl lines")

@@ -9,7 +9,7 @@ of every family.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 from torch import nn
 
@@ -18,6 +18,7 @@ from nas.blocks import StageContext, stage_builder
 from nas.blocks.common import ConvBNAct
 from nas.blocks.head import Head
 from nas.blocks.stem import stem_channels
+from nas.errors import UserError
 from nas.arch.schema import HeadSpec, StemSpec
 from search_spaces.hybrid import HybridSpace, StageChoices, mobilevit_dim
 
@@ -60,11 +61,29 @@ def largest_stage_spec(space: HybridSpace, index: int, family: str) -> Any:
     return _SPEC_TYPES[family](**fields)
 
 
-def build_stem(space: HybridSpace) -> nn.Sequential:
-    """Stem whose layer l is as wide as layer l of any stem the space offers (a depth-1 stem's
-    only layer is 24 wide, a depth-3 stem's first is 8): names match nas.blocks.stem.Stem."""
+STEM_SHARING = ("shared", "per-depth")
+
+
+def build_stem(space: HybridSpace, sharing: str = "shared") -> nn.Module:
+    """The stems' weights. "shared": one stem whose layer l is as wide as layer l of any stem the
+    space offers (a depth-1 stem's only layer is 24 wide, a depth-3 stem's first is 8); names
+    match nas.blocks.stem.Stem. "per-depth": one such stem per stem depth, `depthD.<layer>...`.
+
+    Why per-depth: in the shared stem a layer changes role with the depth (layer 0 is a depth-1
+    stem's output and a depth-3 stem's first of three), and the trained supernets rate "the
+    largest with a depth-1 or depth-2 stem" 25-28 points below the largest
+    (benchmarks/results/supernet_dims_fixed_teacher.json); the stems are a few thousand weights."""
+    if sharing not in STEM_SHARING:
+        raise UserError(f"stem sharing {sharing!r}: expected one of {', '.join(STEM_SHARING)}")
+    if sharing == "per-depth":
+        return nn.ModuleDict({f"depth{depth}": _widest_stem(space, [depth]) for depth in space.stem_depths})
+    return _widest_stem(space, space.stem_depths)
+
+
+def _widest_stem(space: HybridSpace, depths: Sequence[int]) -> nn.Sequential:
+    """A stem whose layer l is as wide as layer l of any of the space's stems of these depths."""
     widths: list[int] = []
-    for depth in space.stem_depths:
+    for depth in depths:
         for channels in space.stem_channels:
             for layer, w in enumerate(stem_channels(StemSpec(depth=depth, channels=channels))):
                 widths += [0] * (layer + 1 - len(widths))

@@ -24,6 +24,7 @@ from nas.arch.schema import ArchConfig
 from nas.checkpoint import load_checkpoint
 from nas.data import Dataset, Loader, Split, normalize, resize
 from nas.errors import UserError
+from nas.supernet.containers import STEM_SHARING
 from nas.supernet.spaces import space_from_dict
 from nas.supernet.supernet import Supernet
 from nas.train.distributed import DistEnv
@@ -174,16 +175,21 @@ def load_supernet(path: str | Path, ckpt: Any = None) -> Supernet:
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model"), dict):
         raise UserError(f"{path}: not a supernet file or supernet training checkpoint")
     if ckpt.get("format") == SUPERNET_FORMAT:
-        space_data = ckpt.get("space")
+        described, source = ckpt, str(path)
     else:
         run_file = path.parent / "run.json"
         try:
-            space_data = json.loads(run_file.read_text(encoding="utf-8"))["supernet"]["space"]
+            described, source = json.loads(run_file.read_text(encoding="utf-8"))["supernet"], str(run_file)
         except FileNotFoundError:
             raise UserError(f"{path}: a training checkpoint needs its run.json beside it (not found)") from None
         except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
             raise UserError(f"{run_file}: not the run record of a supernet training") from None
-    supernet = Supernet(space_from_dict(space_data, f"{path}: space"))
+    if not isinstance(described, dict):
+        raise UserError(f"{source}: not the description of a supernet")
+    stem_sharing = described.get("stem_sharing", "shared")
+    if stem_sharing not in STEM_SHARING:
+        raise UserError(f"{source}: stem_sharing {stem_sharing!r}, expected one of {', '.join(STEM_SHARING)}")
+    supernet = Supernet(space_from_dict(described.get("space"), f"{path}: space"), stem_sharing=stem_sharing)
     state = ckpt["model"]
     expected = supernet.state_dict()
     bad = next((k for k in expected if k not in state or state[k].shape != expected[k].shape), None)

@@ -41,18 +41,21 @@ class _Plan:
 
 
 class Supernet(nn.Module):
-    """Largest weights of `space`: `stem`, `stages[i][family]`, `head`. `set_active(arch)`, then call.
+    """Largest weights of `space`: `stem` (or `stem[depthD]`, see containers.build_stem),
+    `stages[i][family]`, `head`. `set_active(arch)`, then call.
 
     Modules keep the names of the members' modules, so a state dict reads like a model's.
     """
 
-    def __init__(self, space: HybridSpace, seed: int = 0, cache_size: int = 8) -> None:
+    def __init__(self, space: HybridSpace, seed: int = 0, cache_size: int = 8,
+                 stem_sharing: str = "shared") -> None:
         super().__init__()
         self.space = space
+        self.stem_sharing = stem_sharing
         self.head_token_dim = head_token_dim(space)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            self.stem = build_stem(space)
+            self.stem = build_stem(space, stem_sharing)
             self.stages = nn.ModuleList(build_stage_containers(space, i) for i in range(len(space.stages)))
             self.head = build_head(space)
             init_weights(self)
@@ -61,8 +64,10 @@ class Supernet(nn.Module):
         self.active: ArchConfig | None = None
 
     def describe(self) -> dict[str, object]:
-        """What identifies this supernet (stored with its weights)."""
-        return {"space": space_to_dict(self.space)}
+        """What identifies this supernet (stored with its weights). The default stem sharing is
+        left unsaid, so files and runs from before the choice existed keep their identity."""
+        shared = {} if self.stem_sharing == "shared" else {"stem_sharing": self.stem_sharing}
+        return {"space": space_to_dict(self.space), **shared}
 
     # --- members --------------------------------------------------------------------------------
 
@@ -156,6 +161,8 @@ class Supernet(nn.Module):
                   shifts: dict[int, int]) -> tuple[str, str]:
         """(family whose rules apply, supernet-side name) of a member's tensor name."""
         top, _, rest = name.partition(".")
+        if top == "stem" and self.stem_sharing == "per-depth":
+            return top, f"stem.depth{arch.stem.depth}.{rest}"
         if top != "stages":
             return top, name
         index_s, _, rest = rest.partition(".")
