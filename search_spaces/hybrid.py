@@ -343,6 +343,11 @@ class HybridSpace:
         """The costliest member; with `families` (one per stage), the costliest of that family layout."""
         return self.suggest(_ExtremeTrial(largest=True, families=families))
 
+    def widest_shallow(self, families: Sequence[str] | None = None) -> ArchConfig:
+        """The costliest member at the smallest depths (stem included): the sandwich corner that
+        neither `largest` (deep and wide) nor `smallest` (shallow and narrow) trains."""
+        return self.suggest(_ExtremeTrial(largest=True, families=families, shallow=True))
+
 
 def _stage_se(placement: str, index: int, num_stages: int) -> str:
     """Per-stage SE mode of an architecture-level placement ('last' = the last two stages)."""
@@ -365,9 +370,10 @@ class _ExtremeTrial:
     _CHEAPEST = {"se": "none", "family": "mv2", "sample_rate": 4, "heads": 2}
     _COSTLIEST = {"se": "all", "family": "repvit", "sample_rate": 1, "heads": 4}
 
-    def __init__(self, largest: bool, families: Sequence[str] | None = None) -> None:
+    def __init__(self, largest: bool, families: Sequence[str] | None = None, shallow: bool = False) -> None:
         self.largest = largest
         self.families = families
+        self.shallow = shallow  # every depth at its minimum, whatever `largest` says
 
     def suggest_categorical(self, name: str, choices: Any) -> Any:
         choices = list(choices)
@@ -377,6 +383,8 @@ class _ExtremeTrial:
             if family not in choices:
                 raise ValueError(f"{name}: {family!r} is not one of {choices}")
             return family
+        if key == "depth" and self.shallow:
+            return min(choices)
         table = self._COSTLIEST if self.largest else self._CHEAPEST
         if key in table and table[key] in choices:
             return table[key]

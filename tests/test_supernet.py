@@ -343,6 +343,8 @@ def test_bad_input_is_one_line_naming_the_file_or_field(run_cli, trained, small,
           *fast), "--kd-weight 1.5: expected 0..1"),
         (("supernet", "train", "--data", small, "--epochs", "1", "--out", tmp_path / "r", "--teacher", "oracle",
           *fast), "--teacher 'oracle': expected one of layout, fixed"),
+        (("supernet", "train", "--data", small, "--epochs", "1", "--out", tmp_path / "r", "--corners", "deep",
+          *fast), "--corners 'deep': expected one of none, shallow"),
         (("supernet", "eval", "--supernet", garbage, member, "--data", small), "not a readable weights-only"),
         (("supernet", "eval", "--supernet", pickled, member, "--data", small), "not a readable weights-only"),
         (("supernet", "eval", "--supernet", trained / "supernet.pt", outsider, "--data", small),
@@ -384,6 +386,27 @@ def test_every_family_gets_its_own_sandwich_extremes():
         seen.update(s.block for s in largest.stages[2:])
     assert seen == set(TINY.stages[2].families)
     assert trainer.step_members(7) == trainer.step_members(7)  # a pure function of (seed, step)
+
+
+def test_the_shallow_corner_adds_the_layouts_widest_member_at_the_smallest_depths():
+    from nas.supernet.trainer import Sandwich, SupernetTrainer
+    from nas.train import make_recipe
+
+    def trainer(corners: str) -> SupernetTrainer:
+        t = SupernetTrainer.__new__(SupernetTrainer)  # step_members needs only these three
+        t.supernet, t.sandwich = Supernet(TINY), Sandwich(num_random=2, corners=corners)
+        t.recipe = make_recipe(epochs=1, resolution=48, batch_size=8, seed=0)
+        return t
+
+    plain, cornered = trainer("none"), trainer("shallow")
+    for step in range(20):
+        largest, smallest, shallow, *drawn = cornered.step_members(step)
+        assert [largest, smallest, *drawn] == plain.step_members(step)  # the other draws are unchanged
+        assert shallow.stem.depth == min(TINY.stem_depths)
+        assert [s.depth for s in shallow.stages] == [min(st.depths) for st in TINY.stages]
+        assert [s.width for s in shallow.stages] == [s.width for s in largest.stages]
+        assert [s.block for s in shallow.stages] == [s.block for s in largest.stages]
+        assert shallow == TINY.widest_shallow([s.block for s in largest.stages])
 
 
 def test_a_fixed_teacher_leads_every_step_and_the_drawn_layouts_are_unchanged():

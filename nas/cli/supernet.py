@@ -41,7 +41,7 @@ def _train(args: argparse.Namespace, env: DistEnv) -> int:
     data = load_dataset(args.data or default_data_root())
     space = resolve_space(args.space, data.num_classes)
     sandwich = Sandwich(num_random=args.num_random, kd_temperature=args.kd_temperature, kd_weight=args.kd_weight,
-                        teacher=args.teacher, calib_batches=args.calib_batches)
+                        teacher=args.teacher, corners=args.corners, calib_batches=args.calib_batches)
     recipe = make_recipe(epochs=args.epochs, resolution=max(space.resolutions), batch_size=args.batch_size,
                          lr=args.lr, weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
                          label_smoothing=args.label_smoothing, clip_grad=args.clip_grad, seed=args.seed)
@@ -113,6 +113,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--teacher", default="layout",
                    help="in-place distillation teacher: 'layout' (default), the largest member of the step's "
                         "drawn family layout; 'fixed', the space's largest member, trained every step")
+    t.add_argument("--corners", default="none",
+                   help="'none' (default); 'shallow': each step also trains the drawn layout's widest member "
+                        "at the smallest depths (the sandwich corner neither extreme covers)")
     t.add_argument("--stem-weights", default="shared", choices=("shared", "per-depth"),
                    help="'shared' (default): every stem depth slices one stem's weights; 'per-depth': one "
                         "stem per depth (a shared layer changes role with the depth)")

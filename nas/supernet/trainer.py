@@ -28,6 +28,12 @@ a drawn layout's label loss after 400 steps is 1.96 taught by the fixed member, 
 10-epoch recipe it lifts the teacher (59.7% vs 36.4% val) but not the other members' ranking
 (README, Supernet).
 
+With corners="shallow", each step also trains the drawn layout's widest member at the smallest
+depths (stem included), distilled like the others. Why: BigNAS's two extremes are deep-and-wide and
+shallow-and-narrow; the trained supernets rate "the largest with one stage (or the stem) at its
+smallest depth" up to 32 points below the largest (benchmarks/results/supernet_dims_*.json),
+while short standalone training favours shallow, wide networks.
+
 Resolution: the loader yields the batch at the space's largest resolution; each member sees it
 resized to its own resolution (members are trained as they will be evaluated).
 
@@ -56,6 +62,7 @@ from nas.train.losses import classification_loss
 
 
 TEACHERS = ("layout", "fixed")
+CORNERS = ("none", "shallow")
 
 
 @dataclass(frozen=True)
@@ -66,6 +73,7 @@ class Sandwich:
     kd_temperature: float = 1.0
     kd_weight: float = 1.0  # students' loss: this much distillation, the rest cross-entropy on the labels
     teacher: str = "layout"  # "layout": the drawn layout's largest member; "fixed": the space's (module doc)
+    corners: str = "none"  # "shallow": the drawn layout's widest member at the smallest depths too (module doc)
     calib_batches: int = 4  # BN recalibration batches for the epoch-end validation
 
     def __post_init__(self) -> None:
@@ -77,6 +85,8 @@ class Sandwich:
             raise UserError(f"--kd-weight {self.kd_weight}: expected 0..1")
         if self.teacher not in TEACHERS:
             raise UserError(f"--teacher {self.teacher!r}: expected one of {', '.join(TEACHERS)}")
+        if self.corners not in CORNERS:
+            raise UserError(f"--corners {self.corners!r}: expected one of {', '.join(CORNERS)}")
         if self.calib_batches < 1:
             raise UserError(f"--calib-batches {self.calib_batches}: expected >= 1")
 
@@ -101,13 +111,14 @@ class SupernetTrainer(Trainer):
         self.step_ce: list[torch.Tensor] = []  # each member's label cross-entropy at the last step (diagnostics)
 
     def step_members(self, step: int) -> list[ArchConfig]:
-        """[largest, smallest, random...] for optimizer step `step` (same on every rank): the
-        extremes of a family layout drawn for the step, so every family has its own sandwich;
-        with the fixed teacher, the space's largest member before them."""
+        """[largest, smallest, (widest shallow,) random...] for optimizer step `step` (same on
+        every rank): the extremes of a family layout drawn for the step, so every family has its
+        own sandwich; with the fixed teacher, the space's largest member before them."""
         space = self.supernet.space
         rng = random.Random(mix_seed(self.recipe.seed, step, 0x5A4D))
         layout = [rng.choice(st.families) for st in space.stages]
         members = [space.largest(layout), space.smallest(layout)] + \
+            ([space.widest_shallow(layout)] if self.sandwich.corners == "shallow" else []) + \
             [space.sample(rng) for _ in range(self.sandwich.num_random)]
         return ([space.largest()] if self.sandwich.teacher == "fixed" else []) + members
 
