@@ -71,8 +71,10 @@ def build_stem(space: HybridSpace, sharing: str = "shared") -> nn.Module:
 
     Why per-depth: in the shared stem a layer changes role with the depth (layer 0 is a depth-1
     stem's output and a depth-3 stem's first of three), and the trained supernets rate "the
-    largest with a depth-1 or depth-2 stem" 25-28 points below the largest
-    (benchmarks/results/supernet_dims_fixed_teacher.json); the stems are a few thousand weights."""
+    largest with a depth-1 or depth-2 stem" up to 28 points below the largest
+    (benchmarks/results/supernet_dims_*.json); the stems are a few thousand weights. Measured over
+    the 10-epoch recipe: the gap falls to 8.7 / 7.1 points (3.1 / 4.0 with the trainer's shallow
+    corner), the members' ranking does not improve (README, Supernet)."""
     if sharing not in STEM_SHARING:
         raise UserError(f"stem sharing {sharing!r}: expected one of {', '.join(STEM_SHARING)}")
     if sharing == "per-depth":

@@ -32,7 +32,9 @@ With corners="shallow", each step also trains the drawn layout's widest member a
 depths (stem included), distilled like the others. Why: BigNAS's two extremes are deep-and-wide and
 shallow-and-narrow; the trained supernets rate "the largest with one stage (or the stem) at its
 smallest depth" up to 32 points below the largest (benchmarks/results/supernet_dims_*.json),
-while short standalone training favours shallow, wide networks.
+while short standalone training favours shallow, wide networks. Measured over the 10-epoch recipe
+with per-depth stems: stage 2 at depth 1 then costs nothing, a depth-1 stem 3 points, but the
+members' ranking does not improve (README, Supernet).
 
 Resolution: the loader yields the batch at the space's largest resolution; each member sees it
 resized to its own resolution (members are trained as they will be evaluated).
