@@ -62,6 +62,9 @@ def main() -> int:
     step = len(archs) / max(1, min(args.members, len(archs)))
     chosen = [archs[int(k * step)] for k in range(min(args.members, len(archs)))]
 
+    consensus = {m["name"]: m["mean_inherited_val_acc"]
+                 for m in json.loads(args.consensus.read_text(encoding="utf-8"))["consensus_order"]} \
+        if args.consensus.exists() else {}
     rows = []
     for arch in chosen:
         path = save_arch(arch, args.runs / "archs" / f"{arch.name}.json")
@@ -79,25 +82,24 @@ def main() -> int:
                      "train_s": metrics["train_time_s"]})
         print(f"{arch.name}: val {100 * ref['standalone_val_acc']:.1f}% (seed 0) vs {100 * metrics['val_acc']:.1f}% "
               f"(seed {args.seed}, {recipe['epochs']} epochs)", flush=True)
-        report(args, recipe, rows)
+        report(args, recipe, rows, consensus)
     return 0
 
 
-def report(args: argparse.Namespace, recipe: dict, rows: list[dict]) -> None:
-    """Rewrite the report from the members done so far."""
+def report(args: argparse.Namespace, recipe: dict, rows: list[dict], consensus: dict[str, float]) -> None:
+    """Rewrite the report from the members done so far (`consensus`: member -> the supernets' mean
+    inherited val accuracy, empty if there is none)."""
     taus = {split: round(kendall_tau([r[f"seed0_{split}_acc"] for r in rows], [r[f"other_{split}_acc"] for r in rows]), 3)
             if len(rows) > 1 else None for split in ("val", "test")}
-    consensus = {}
-    if args.consensus.exists() and len(rows) > 1:
-        mean = {m["name"]: m["mean_inherited_val_acc"]
-                for m in json.loads(args.consensus.read_text(encoding="utf-8"))["consensus_order"]}
-        supernets = [mean[r["name"]] for r in rows]
-        consensus = {"reference_val": round(kendall_tau(supernets, [r["seed0_val_acc"] for r in rows]), 3),
-                     "this_run_val": round(kendall_tau(supernets, [r["other_val_acc"] for r in rows]), 3)}
+    vs_consensus = {}
+    if consensus and len(rows) > 1:
+        supernets = [consensus[r["name"]] for r in rows]
+        vs_consensus = {"reference_val": round(kendall_tau(supernets, [r["seed0_val_acc"] for r in rows]), 3),
+                        "this_run_val": round(kendall_tau(supernets, [r["other_val_acc"] for r in rows]), 3)}
     diffs = [abs(r["other_val_acc"] - r["seed0_val_acc"]) for r in rows]
     result = {"reference": str(args.reference.relative_to(ROOT)) if args.reference.is_relative_to(ROOT)
               else str(args.reference), "recipe": recipe, "members": len(rows),
-              "kendall_tau_vs_reference": taus, "kendall_tau_vs_supernet_consensus": consensus,
+              "kendall_tau_vs_reference": taus, "kendall_tau_vs_supernet_consensus": vs_consensus,
               "median_abs_val_diff": round(statistics.median(diffs), 4),
               "max_abs_val_diff": round(max(diffs), 4),
               "seed0_val_range": [min(r["seed0_val_acc"] for r in rows), max(r["seed0_val_acc"] for r in rows)],

@@ -369,15 +369,22 @@ def test_two_process_ddp_supernet_training_under_torchrun(small, fast, tmp_path)
     assert len(load_checkpoint(out / "checkpoint.pt")["rng"]) == 2 and (out / "supernet.pt").exists()
 
 
-def test_every_family_gets_its_own_sandwich_extremes():
-    """The per-step largest/smallest follow a drawn family layout, so attention families are not
-    trained only when a random member happens to pick them."""
+def _step_rule(**sandwich):
+    """A SupernetTrainer holding only what step_members needs (the tiny space's supernet, the
+    sandwich settings, a recipe with seed 0): the per-step rule without data or training."""
     from nas.supernet.trainer import Sandwich, SupernetTrainer
     from nas.train import make_recipe
 
-    trainer = SupernetTrainer.__new__(SupernetTrainer)  # step_members needs only these three
-    trainer.supernet, trainer.sandwich = Supernet(TINY), Sandwich(num_random=1)
+    trainer = SupernetTrainer.__new__(SupernetTrainer)
+    trainer.supernet, trainer.sandwich = Supernet(TINY), Sandwich(**sandwich)
     trainer.recipe = make_recipe(epochs=1, resolution=48, batch_size=8, seed=0)
+    return trainer
+
+
+def test_every_family_gets_its_own_sandwich_extremes():
+    """The per-step largest/smallest follow a drawn family layout, so attention families are not
+    trained only when a random member happens to pick them."""
+    trainer = _step_rule(num_random=1)
     seen = set()
     for step in range(60):
         largest, smallest, *_ = trainer.step_members(step)
@@ -389,16 +396,7 @@ def test_every_family_gets_its_own_sandwich_extremes():
 
 
 def test_the_shallow_corner_adds_the_layouts_widest_member_at_the_smallest_depths():
-    from nas.supernet.trainer import Sandwich, SupernetTrainer
-    from nas.train import make_recipe
-
-    def trainer(corners: str) -> SupernetTrainer:
-        t = SupernetTrainer.__new__(SupernetTrainer)  # step_members needs only these three
-        t.supernet, t.sandwich = Supernet(TINY), Sandwich(num_random=2, corners=corners)
-        t.recipe = make_recipe(epochs=1, resolution=48, batch_size=8, seed=0)
-        return t
-
-    plain, cornered = trainer("none"), trainer("shallow")
+    plain, cornered = _step_rule(num_random=2, corners="none"), _step_rule(num_random=2, corners="shallow")
     for step in range(20):
         largest, smallest, shallow, *drawn = cornered.step_members(step)
         assert [largest, smallest, *drawn] == plain.step_members(step)  # the other draws are unchanged
@@ -412,15 +410,7 @@ def test_the_shallow_corner_adds_the_layouts_widest_member_at_the_smallest_depth
 def test_a_fixed_teacher_leads_every_step_and_the_drawn_layouts_are_unchanged():
     """--teacher fixed: the space's largest member (one layout for the whole run) comes first, so
     it alone learns from the labels and teaches; the rest of the step is the default rule's."""
-    from nas.supernet.trainer import Sandwich, SupernetTrainer
-    from nas.train import make_recipe
-
-    trainers = {}
-    for teacher in ("layout", "fixed"):
-        trainer = SupernetTrainer.__new__(SupernetTrainer)
-        trainer.supernet, trainer.sandwich = Supernet(TINY), Sandwich(num_random=1, teacher=teacher)
-        trainer.recipe = make_recipe(epochs=1, resolution=48, batch_size=8, seed=0)
-        trainers[teacher] = trainer
+    trainers = {teacher: _step_rule(num_random=1, teacher=teacher) for teacher in ("layout", "fixed")}
     for step in range(10):
         fixed, *rest = trainers["fixed"].step_members(step)
         assert fixed == TINY.largest() and rest == trainers["layout"].step_members(step)
