@@ -21,6 +21,10 @@ Recipe (every step resumable: re-run the same command after an interruption):
   6. with --trajectory K: the same taus with the weights kept at every K-th epoch end (the supernet
      is trained with --keep-epochs), i.e. whether longer training would rank better.
 
+With --layout F0,F1,F2,F3 the members are drawn within that one family layout (widths, depths,
+kernels, ... vary; the families do not): whether the supernet ranks members of one family
+layout better than members across layouts locates where its ranking fails.
+
 Writes benchmarks/results/supernet_rank.json and supernet_rank.png.
 
     python benchmarks/supernet_rank.py                  # the full recipe (hours; see --help)
@@ -52,9 +56,10 @@ from nas.builder import build_model  # noqa: E402
 from supernet_recipe import BATCH, EPOCHS, NUM_RANDOM, SPACE, machine, train_supernet  # noqa: E402
 
 
-def pick_archs(space, count: int, seed: int = 0) -> list:
-    """`count` members at evenly spaced parameter-count quantiles, alternating families."""
-    pool = [space.sample(seed * 100_000 + i) for i in range(120)]
+def pick_archs(space, count: int, seed: int = 0, layout: list[str] | None = None) -> list:
+    """`count` members at evenly spaced parameter-count quantiles, alternating families (or all of
+    one family `layout`)."""
+    pool = [space.sample(seed * 100_000 + i, families=layout) for i in range(120)]
     sized = sorted(pool, key=lambda a: count_params(build_model(a)))
     families = [f for f in space.stages[2].families]
     picked, used = [], set()
@@ -138,6 +143,11 @@ def main() -> int:
     p.add_argument("--variant", nargs="+", default=[], metavar="OPTION=VALUE",
                    help="a supernet recipe variant: further `nas supernet train` options, e.g. kd-weight=0 lr=1e-3 "
                         "(trained into its own folder)")
+    p.add_argument("--layout", type=lambda text: text.split(","), metavar="F0,F1,...",
+                   help="draw every member within this family layout (one family per stage)")
+    p.add_argument("--supernet", type=Path, metavar="RUN_DIR",
+                   help="rate this finished `nas supernet train` run instead of training one (its epochs, "
+                        "number of random members and sandwich settings are read from its run.json)")
     p.add_argument("--trajectory", type=int, default=0, metavar="K",
                    help="also rank with the weights of every K-th epoch end (default 0: off)")
     p.add_argument("--smoke", action="store_true", help="tiny space, 1 epoch each, 4 archs, a 300-image "
@@ -162,8 +172,18 @@ def main() -> int:
     variant = dict(option.split("=", 1) for option in args.variant if "=" in option)
     if len(variant) != len(args.variant):
         p.error(f"--variant: expected OPTION=VALUE items, got {args.variant}")
-    sn_dir, supernet_metrics = train_supernet(runs, data_root, args.seed, args.space, args.epochs, args.batch_size,
-                                              args.num_random, variant)
+    rated_run = None  # the supernet was trained here, with the recipe and `variant`
+    if args.supernet is not None:
+        sn_dir = args.supernet
+        missing = [name for name in ("metrics.json", "run.json", "supernet.pt") if not (sn_dir / name).is_file()]
+        if missing:
+            p.error(f"--supernet {sn_dir}: no {missing[0]}; expected a finished `nas supernet train` folder")
+        supernet_metrics, run = (json.loads((sn_dir / name).read_text()) for name in ("metrics.json", "run.json"))
+        args.epochs, args.num_random = run["recipe"]["epochs"], run["sandwich"]["num_random"]
+        rated_run = {"folder": _shown(sn_dir), "sandwich": run["sandwich"], "recipe": run["recipe"]}
+    else:
+        sn_dir, supernet_metrics = train_supernet(runs, data_root, args.seed, args.space, args.epochs,
+                                                  args.batch_size, args.num_random, variant)
     print(f"supernet: {supernet_metrics['train_time_s'] / 3600:.2f} h of training "
           f"({time.perf_counter() - tic:.0f} s this session)")
 
@@ -171,7 +191,11 @@ def main() -> int:
     data = load_dataset(data_root)
     supernet = load_supernet(sn_dir / "supernet.pt")
     space = supernet.space
-    archs = pick_archs(space, args.archs, args.seed)
+    if args.layout is not None and (len(args.layout) != len(space.stages) or any(
+            f not in st.families for f, st in zip(args.layout, space.stages))):
+        p.error(f"--layout {','.join(args.layout)}: expected one family per stage, from "
+                + " / ".join("|".join(st.families) for st in space.stages))
+    archs = pick_archs(space, args.archs, args.seed, args.layout)
     evaluators = split_evaluators(supernet, data)
     rows = []
     for arch in archs:
@@ -239,7 +263,9 @@ def main() -> int:
         "params_kendall_tau": params_taus["val"], "kendall_tau_test": taus["test"],
         "params_kendall_tau_test": params_taus["test"], "trajectory": trajectory, "archs": rows,
         "throughput_batch": args.batch_size, "throughput": speed, "throughput_load_average": round(load, 2),
+        "layout": args.layout,
         "supernet": {"space": args.space, "epochs": args.epochs, "num_random": args.num_random, "variant": variant,
+                     "run": rated_run,
                      "train_time_s": supernet_metrics["train_time_s"],
                      "images_per_s": supernet_metrics["images_per_s"],
                      "largest_val_acc": supernet_metrics["largest_val_acc"],

@@ -330,10 +330,12 @@ class HybridSpace:
         return specs
 
     # ----------------------------------------------------------------- members
-    def sample(self, rng: random.Random | int | None = None) -> ArchConfig:
-        """Uniform over each choice (define-by-run order), reproducible from a seed."""
+    def sample(self, rng: random.Random | int | None = None, families: Sequence[str] | None = None) -> ArchConfig:
+        """Uniform over each choice (define-by-run order), reproducible from a seed; with
+        `families` (one per stage), a member of that family layout (the families are not drawn,
+        so the other choices' draws differ from the unconstrained sample of the same seed)."""
         rng = rng if isinstance(rng, random.Random) else random.Random(rng)
-        return self.suggest(_RandomTrial(rng))
+        return self.suggest(_RandomTrial(rng, families))
 
     def smallest(self, families: Sequence[str] | None = None) -> ArchConfig:
         """The cheapest member; with `families` (one per stage), the cheapest of that family layout."""
@@ -356,12 +358,24 @@ def _stage_se(placement: str, index: int, num_stages: int) -> str:
     return placement
 
 
+def _layout_family(name: str, choices: list[Any], families: Sequence[str] | None) -> str | None:
+    """The family `families` fixes for parameter `name` (None: not a family parameter, or no layout)."""
+    if families is None or name.rsplit(".", 1)[-1] != "family":
+        return None
+    family = families[int(name[1:].split(".")[0])]
+    if family not in choices:
+        raise ValueError(f"{name}: {family!r} is not one of {choices}")
+    return family
+
+
 class _RandomTrial:
-    def __init__(self, rng: random.Random) -> None:
+    def __init__(self, rng: random.Random, families: Sequence[str] | None = None) -> None:
         self.rng = rng
+        self.families = families
 
     def suggest_categorical(self, name: str, choices: Any) -> Any:
-        return self.rng.choice(list(choices))
+        choices = list(choices)
+        return _layout_family(name, choices, self.families) or self.rng.choice(choices)
 
 
 class _ExtremeTrial:
@@ -377,12 +391,10 @@ class _ExtremeTrial:
 
     def suggest_categorical(self, name: str, choices: Any) -> Any:
         choices = list(choices)
-        key = name.rsplit(".", 1)[-1]
-        if key == "family" and self.families is not None:
-            family = self.families[int(name[1:].split(".")[0])]
-            if family not in choices:
-                raise ValueError(f"{name}: {family!r} is not one of {choices}")
+        family = _layout_family(name, choices, self.families)
+        if family is not None:
             return family
+        key = name.rsplit(".", 1)[-1]
         if key == "depth" and self.shallow:
             return min(choices)
         table = self._COSTLIEST if self.largest else self._CHEAPEST

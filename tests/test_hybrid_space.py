@@ -57,6 +57,17 @@ def test_sampling_is_reproducible_from_a_seed():
     assert len({SPACE.sample(s).arch_hash() for s in range(20)}) == 20
 
 
+def test_sampling_within_a_family_layout_keeps_the_layout_and_varies_the_rest():
+    layout = ["mv2", "repvit", "mobilevit", "former"]
+    members = [SPACE.sample(s, families=layout) for s in range(20)]
+    assert all([st.block for st in a.stages] == layout for a in members)
+    assert all(SPACE.contains(a) == (True, "") for a in members)
+    assert len({a.arch_hash() for a in members}) == 20
+    assert SPACE.sample(3, families=layout) == members[3]
+    with pytest.raises(ValueError, match="s0.family"):
+        SPACE.sample(0, families=["levit", "repvit", "mobilevit", "former"])  # no attention in stage 0
+
+
 def test_optuna_trials_decode_to_members():
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
