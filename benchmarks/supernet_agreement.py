@@ -1,14 +1,19 @@
 """Do the trained supernets agree with each other, where they disagree with standalone training?
 
-Every supernet recipe in benchmarks/results/supernet_rank*.json ranks the same 12 members near
-tau 0 against standalone training. That is either noise (then two supernets would not agree with
+Every supernet recipe in benchmarks/results/supernet_rank*.json (but the `--layout` ones, which
+rank members of one family layout) ranks the same 12 members near tau 0 against standalone training. That is either noise (then two supernets would not agree with
 each other either) or a consistent ranking of their own that differs from standalone training's
 (then they agree with each other). This reads the committed reports, no training or measuring:
 
   - Kendall tau of every pair of supernets' inherited val accuracies;
   - each supernet's, and their mean's, tau against standalone val accuracy;
   - the members in the supernets' consensus order (mean inherited val accuracy) beside their
-    standalone accuracy, with their families: what the shared weights favour.
+    standalone accuracy, with their families: what the shared weights favour;
+  - the Kendall tau of each member's total depth (stem + stage depths) with its accuracy, for every
+    supernet and every standalone recipe (the seed-1 and 8-epoch reruns of standalone_noise.py),
+    and within one family layout (reports of `supernet_rank.py --layout`): whether depth is what
+    the two methods disagree on. The members are rebuilt from the space and the report's layout
+    by supernet_rank.pick_archs, and checked against the reports' arch hashes.
 
 Writes benchmarks/results/supernet_agreement.json.
 
@@ -26,32 +31,86 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from nas.arch.schema import ArchConfig  # noqa: E402
 from nas.atomic import atomic_write_text  # noqa: E402
-from supernet_rank import kendall_tau  # noqa: E402
+from nas.supernet.spaces import resolve_space  # noqa: E402
+from supernet_rank import kendall_tau, pick_archs  # noqa: E402
+from supernet_recipe import SPACE  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 
 
-def load_reports(paths: list[Path]) -> dict[str, dict[str, dict]]:
-    """{report name: {member name: row}} of the full (not smoke) ranking reports over one member set."""
-    reports = {}
-    for path in paths:
-        report = json.loads(path.read_text(encoding="utf-8"))
-        if not report.get("smoke"):
-            reports[path.stem] = {row["name"]: row for row in report["archs"]}
-    members = {frozenset(rows) for rows in reports.values()}
-    if len(members) != 1:
-        raise SystemExit("the reports rank different members: nothing to compare")
-    return reports
+def load_reports(paths: list[Path]) -> dict[str, dict]:
+    """{report name: report} of the full (not smoke) ranking reports."""
+    reports = {path.stem: json.loads(path.read_text(encoding="utf-8")) for path in paths}
+    return {name: report for name, report in reports.items() if not report.get("smoke")}
+
+
+def total_depth(arch: ArchConfig) -> int:
+    """Layers the stem and the stages stack (each stage's depth as its family counts it)."""
+    return arch.stem.depth + sum(stage.depth for stage in arch.stages)
+
+
+def member_depths(report: dict) -> dict[str, int]:
+    """{member name: total depth} of a ranking report's members, rebuilt as supernet_rank.py picked them."""
+    space = resolve_space(report["supernet"]["space"], report["data"]["classes"])
+    archs = {a.name: a for a in pick_archs(space, len(report["archs"]), report["standalone_recipe"]["seed"],
+                                           report.get("layout"))}
+    for row in report["archs"]:
+        if row["name"] not in archs or archs[row["name"]].arch_hash() != row["arch_hash"]:
+            raise SystemExit(f"{row['name']}: not the member supernet_rank.py picks now; cannot tell its depth")
+    return {name: total_depth(arch) for name, arch in archs.items()}
+
+
+def depth_taus(reports: dict[str, dict], standalone_reports: list[Path]) -> dict[str, object]:
+    """Kendall tau of total depth with accuracy: per supernet (inherited val), per standalone recipe
+    (val), and per layout-restricted report (both)."""
+    cross = {name: r for name, r in reports.items() if not r.get("layout")}
+    reference = next(iter(cross.values()))
+    depth = member_depths(reference)
+    names = sorted(depth)
+    depths = [depth[n] for n in names]
+
+    def tau(rows: dict[str, dict], key: str) -> float:
+        return round(kendall_tau(depths, [rows[n][key] for n in names]), 3)
+
+    standalone = {"4 epochs, seed 0 (the reference)": tau({r["name"]: r for r in reference["archs"]},
+                                                           "standalone_val_acc")}
+    for path in standalone_reports:
+        rerun = json.loads(path.read_text(encoding="utf-8"))
+        label = f"{rerun['recipe']['epochs']} epochs, seed {rerun['recipe']['seed']} ({path.name})"
+        if len(rerun["rows"]) == len(names):
+            standalone[label] = tau({r["name"]: r for r in rerun["rows"]}, "other_val_acc")
+    within = {}
+    for name, report in reports.items():
+        if report.get("layout"):
+            layout_depth = member_depths(report)
+            rows = report["archs"]
+            d = [layout_depth[r["name"]] for r in rows]
+            within[name] = {"layout": report["layout"],
+                            "standalone": round(kendall_tau(d, [r["standalone_val_acc"] for r in rows]), 3),
+                            "supernet": round(kendall_tau(d, [r["supernet_val_acc"] for r in rows]), 3),
+                            "supernet_vs_standalone": round(report["kendall_tau"], 3)}
+    return {"depth_range": [min(depths), max(depths)], "standalone_val": standalone,
+            "supernets_val": {name: tau({r["name"]: r for r in report["archs"]}, "supernet_val_acc")
+                              for name, report in cross.items()},
+            "within_one_layout": within}
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--reports", nargs="+", type=Path, default=sorted(RESULTS.glob("supernet_rank*.json")))
+    p.add_argument("--standalone", nargs="*", type=Path,
+                   default=[RESULTS / "standalone_noise.json", RESULTS / "standalone_e8.json"],
+                   help="standalone reruns (benchmarks/standalone_noise.py) whose depth preference to report")
     p.add_argument("--out", type=Path, default=RESULTS / "supernet_agreement.json")
     args = p.parse_args()
 
-    reports = load_reports(args.reports)
+    everything = load_reports(args.reports)
+    # the agreement needs one member set: that of the reports not restricted to one layout
+    reports = {name: {row["name"]: row for row in r["archs"]} for name, r in everything.items() if not r.get("layout")}
+    if len({frozenset(rows) for rows in reports.values()}) != 1:
+        raise SystemExit("the reports rank different members: nothing to compare")
     names = sorted(next(iter(reports.values())))
     inherited = {report: [rows[n]["supernet_val_acc"] for n in names] for report, rows in reports.items()}
     reference = next(iter(reports.values()))
@@ -72,12 +131,16 @@ def main() -> int:
                              "standalone_val_acc": round(standalone[i], 4),
                              "standalone_rank": sorted(standalone, reverse=True).index(standalone[i]) + 1}
                             for i in order],
+        "depth_vs_accuracy": depth_taus(everything, args.standalone),
     }
     atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
     print(f"{len(inherited)} supernets: pairwise tau median {result['pairwise_median_tau']:.2f} "
           f"(range {min(p['kendall_tau'] for p in pairs):.2f}..{max(p['kendall_tau'] for p in pairs):.2f}); "
           f"against standalone {min(vs_standalone.values()):.2f}..{max(vs_standalone.values()):.2f}, "
           f"their mean {result['consensus_vs_standalone_val']:.2f} -> {args.out}")
+    depth = result["depth_vs_accuracy"]
+    print(f"depth vs accuracy (tau): standalone {depth['standalone_val']}; supernets {depth['supernets_val']}; "
+          f"within one layout {depth['within_one_layout']}")
     for row in result["consensus_order"]:
         print(f"  {row['name']}  {100 * row['mean_inherited_val_acc']:.1f}%  standalone #{row['standalone_rank']} "
               f"{100 * row['standalone_val_acc']:.1f}%  {' '.join(row['families'])}")
