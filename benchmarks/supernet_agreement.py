@@ -10,7 +10,7 @@ each other either) or a consistent ranking of their own that differs from standa
   - the members in the supernets' consensus order (mean inherited val accuracy) beside their
     standalone accuracy, with their families: what the shared weights favour;
   - the Kendall tau of each member's total depth (stem + stage depths) with its accuracy, for every
-    supernet and every standalone recipe (the seed-1 and 8-epoch reruns of standalone_noise.py),
+    supernet (and its kept snapshots, where the report has their accuracies) and every standalone recipe (the seed-1 and 8-epoch reruns of standalone_noise.py),
     and within one family layout (reports of `supernet_rank.py --layout`): whether depth is what
     the two methods disagree on. The members are rebuilt from the space and the report's layout
     by supernet_rank.pick_archs, and checked against the reports' arch hashes.
@@ -91,9 +91,14 @@ def depth_taus(reports: dict[str, dict], standalone_reports: list[Path]) -> dict
                             "standalone": round(kendall_tau(d, [r["standalone_val_acc"] for r in rows]), 3),
                             "supernet": round(kendall_tau(d, [r["supernet_val_acc"] for r in rows]), 3),
                             "supernet_vs_standalone": round(report["kendall_tau"], 3)}
+    # reports that kept each snapshot's member accuracies: how the preference grew with training
+    during = {name: {str(t["epoch"]): round(kendall_tau(depths, [t["supernet_val_acc"][n] for n in names]), 3)
+                     for t in report.get("trajectory", []) if "supernet_val_acc" in t}
+              for name, report in cross.items()}
     return {"depth_range": [min(depths), max(depths)], "standalone_val": standalone,
             "supernets_val": {name: tau({r["name"]: r for r in report["archs"]}, "supernet_val_acc")
                               for name, report in cross.items()},
+            "supernets_val_by_epoch": {name: taus for name, taus in during.items() if taus},
             "within_one_layout": within}
 
 

@@ -241,8 +241,10 @@ def main() -> int:
             print(f"{snapshot}: not kept (train with --keep-epochs); trajectory skips epoch {epoch}")
             continue
         kept = split_evaluators(load_supernet(snapshot), data)
-        per_split = split_taus({split: [ev.evaluate(a)["acc"] for a in archs] for split, ev in kept.items()}, rows)
-        trajectory.append({"epoch": epoch, "kendall_tau": per_split["val"], "kendall_tau_test": per_split["test"]})
+        accs = {split: [ev.evaluate(a)["acc"] for a in archs] for split, ev in kept.items()}
+        per_split = split_taus(accs, rows)
+        trajectory.append({"epoch": epoch, "kendall_tau": per_split["val"], "kendall_tau_test": per_split["test"],
+                           "supernet_val_acc": dict(zip((a.name for a in archs), accs["val"]))})
         print(f"epoch {epoch}: Kendall tau {per_split['val']:.3f} (test {per_split['test']:.3f})")
 
     # 5. throughput of the extremes
