@@ -1,18 +1,19 @@
 """Do the trained supernets agree with each other, where they disagree with standalone training?
 
 Every supernet recipe in benchmarks/results/supernet_rank*.json (but the `--layout` ones, which
-rank members of one family layout) ranks the same 12 members near tau 0 against standalone training. That is either noise (then two supernets would not agree with
-each other either) or a consistent ranking of their own that differs from standalone training's
-(then they agree with each other). This reads the committed reports, no training or measuring:
+rank members of one family layout) ranks the same 12 members near tau 0 against standalone
+training. That is either noise (then two supernets would not agree with each other either) or a
+consistent ranking of their own that differs from standalone training's (then they agree with
+each other). This reads the committed reports, no training or measuring:
 
   - Kendall tau of every pair of supernets' inherited val accuracies;
   - each supernet's, and their mean's, tau against standalone val accuracy;
   - the members in the supernets' consensus order (mean inherited val accuracy) beside their
     standalone accuracy, with their families: what the shared weights favour;
   - the Kendall tau of each member's total depth (stem + stage depths) with its accuracy, for every
-    supernet (and its kept snapshots, where the report has their accuracies) and every standalone recipe (the seed-1 and 8-epoch reruns of standalone_noise.py),
-    and within one family layout (reports of `supernet_rank.py --layout`): whether depth is what
-    the two methods disagree on. The members are rebuilt from the space and the report's layout
+    supernet (and its kept snapshots, where the report has their accuracies), every standalone
+    recipe (the seed-1 and 8-epoch reruns of standalone_noise.py), and within one family layout
+    (reports of `supernet_rank.py --layout`): whether depth is what the two methods disagree on. The members are rebuilt from the space and the report's layout
     by supernet_rank.pick_archs, and checked against the reports' arch hashes.
 
 Writes benchmarks/results/supernet_agreement.json.
@@ -35,7 +36,6 @@ from nas.arch.schema import ArchConfig  # noqa: E402
 from nas.atomic import atomic_write_text  # noqa: E402
 from nas.supernet.spaces import resolve_space  # noqa: E402
 from supernet_rank import kendall_tau, pick_archs  # noqa: E402
-from supernet_recipe import SPACE  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 
