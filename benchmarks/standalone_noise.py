@@ -31,7 +31,7 @@ from nas.atomic import atomic_write_text  # noqa: E402
 from nas.cli.main import main as nas  # noqa: E402
 from nas.data import default_data_root, load_dataset  # noqa: E402
 from nas.supernet.spaces import resolve_space  # noqa: E402
-from supernet_rank import kendall_tau, pick_archs  # noqa: E402
+from supernet_rank import kendall_tau, pick_archs, repo_path  # noqa: E402
 from supernet_recipe import BATCH, SPACE, machine  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -97,8 +97,7 @@ def report(args: argparse.Namespace, recipe: dict, rows: list[dict], consensus: 
         vs_consensus = {"reference_val": round(kendall_tau(supernets, [r["seed0_val_acc"] for r in rows]), 3),
                         "this_run_val": round(kendall_tau(supernets, [r["other_val_acc"] for r in rows]), 3)}
     diffs = [abs(r["other_val_acc"] - r["seed0_val_acc"]) for r in rows]
-    result = {"reference": str(args.reference.relative_to(ROOT)) if args.reference.is_relative_to(ROOT)
-              else str(args.reference), "recipe": recipe, "members": len(rows),
+    result = {"reference": repo_path(args.reference), "recipe": recipe, "members": len(rows),
               "kendall_tau_vs_reference": taus, "kendall_tau_vs_supernet_consensus": vs_consensus,
               "median_abs_val_diff": round(statistics.median(diffs), 4),
               "max_abs_val_diff": round(max(diffs), 4),

@@ -110,7 +110,7 @@ def standalone_cache(path: str, recipe: dict) -> dict[str, dict]:
     return {r["arch_hash"]: {k: r[k] for k in STANDALONE_FIELDS} for r in report["archs"]}
 
 
-def _shown(path: str | Path) -> str:
+def repo_path(path: str | Path) -> str:
     """`path` relative to the repository when it lies inside it (reports must not name one machine's folders)."""
     path = Path(path).resolve()
     return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
@@ -180,7 +180,7 @@ def main() -> int:
             p.error(f"--supernet {sn_dir}: no {missing[0]}; expected a finished `nas supernet train` folder")
         supernet_metrics, run = (json.loads((sn_dir / name).read_text()) for name in ("metrics.json", "run.json"))
         args.epochs, args.num_random = run["recipe"]["epochs"], run["sandwich"]["num_random"]
-        rated_run = {"folder": _shown(sn_dir), "sandwich": run["sandwich"], "recipe": run["recipe"]}
+        rated_run = {"folder": repo_path(sn_dir), "sandwich": run["sandwich"], "recipe": run["recipe"]}
     else:
         sn_dir, supernet_metrics = train_supernet(runs, data_root, args.seed, args.space, args.epochs,
                                                   args.batch_size, args.num_random, variant)
@@ -214,7 +214,7 @@ def main() -> int:
     arch_dir = runs / "archs"
     for arch, row in zip(archs, rows):
         if row["arch_hash"] in cache:
-            row.update(cache[row["arch_hash"]], standalone_source=_shown(args.standalone_from))
+            row.update(cache[row["arch_hash"]], standalone_source=repo_path(args.standalone_from))
             continue
         path = save_arch(arch, arch_dir / f"{arch.name}.json")
         out = runs / "standalone" / arch.name
@@ -223,7 +223,7 @@ def main() -> int:
             return code
         metrics = json.loads((out / "metrics.json").read_text())
         row.update(standalone_val_acc=metrics["val_acc"], standalone_test_acc=metrics["test_acc"],
-                   standalone_train_s=metrics["train_time_s"], standalone_source=_shown(out))
+                   standalone_train_s=metrics["train_time_s"], standalone_source=repo_path(out))
         print(f"{arch.name}: standalone val acc {100 * metrics['val_acc']:.2f}%")
 
     taus = split_taus({split: [r[f"supernet_{split}_acc"] for r in rows] for split in SPLITS}, rows)
