@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shutil
 import sys
 import time
@@ -26,12 +25,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import sklearn  # noqa: E402
-import torch  # noqa: E402
 
 from nas.atomic import atomic_write_text  # noqa: E402
 from nas.cli.main import main as nas  # noqa: E402
 from nas.data import default_data_root  # noqa: E402
 from predictors.accuracy.model import DEFAULT_PREDICTOR, load_predictor  # noqa: E402
+from reporting import machine, repo_path  # noqa: E402
 from supernet_recipe import train_supernet  # noqa: E402
 
 
@@ -78,14 +77,13 @@ def main() -> int:
     speed = rating_speed(target)
     accs = [json.loads(line)["acc"] for line in samples.read_text().splitlines() if line.strip()]
     report = {
-        "predictor": str(target.relative_to(ROOT)) if target.is_relative_to(ROOT) else str(target),
+        "predictor": repo_path(target),
         "chosen": chosen, "fits": fits, "samples": len(accs),
         "val_accuracy_range": [min(accs), max(accs)],
         "members_rated_per_s": round(speed),
         "supernet": {k: sn_metrics.get(k) for k in ("train_time_s", "largest_val_acc", "smallest_val_acc",
                                                      "images_per_s", "space")},
-        "machine": {"python": platform.python_version(), "torch": torch.__version__,
-                    "scikit_learn": sklearn.__version__, "platform": platform.platform()},
+        "machine": machine(scikit_learn=sklearn.__version__),
         "wall_time_s": round(time.perf_counter() - started, 1),
     }
     atomic_write_text(args.report, json.dumps(report, indent=2) + "\n")

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import sys
 import time
@@ -41,7 +40,6 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import onnxruntime  # noqa: E402
 import optuna  # noqa: E402
-import torch  # noqa: E402
 
 from nas.arch import ArchConfig, parse_arch, save_arch  # noqa: E402
 from nas.atomic import atomic_write, atomic_write_text  # noqa: E402
@@ -52,6 +50,7 @@ from nas.builder import build_model  # noqa: E402
 from predictors.latency.devices import open_device_table  # noqa: E402
 from predictors.latency.predict import predict  # noqa: E402
 from predictors.latency.validate import measure_arch  # noqa: E402
+from reporting import machine, repo_path  # noqa: E402
 from search_spaces.reference import load_zoo, load_zoo_scaled, zoo_names  # noqa: E402
 
 FAMILIES = {"mobilevit": "MobileViT", "lgl": "EdgeViT", "former": "Mobile-Former", "levit": "LeViT",
@@ -271,11 +270,9 @@ def main() -> int:
         return {"rows": rows, "goal": {"points": GOAL_POINTS, "latency_ratio": GOAL_RATIO},
                 "recipe": {"epochs": args.epochs, "batch_size": 64, "seeds": seeds, "resolution": RESOLUTION,
                            "num_classes": NUM_CLASSES, "search_trials": args.trials, "latency_repeats": args.repeats},
-                "data": data.name, "threads": host.threads, "host_table": str(host_path.relative_to(ROOT))
-                if host_path.is_relative_to(ROOT) else str(host_path),
-                "machine": {"python": platform.python_version(), "torch": torch.__version__,
-                            "numpy": np.__version__, "onnxruntime": onnxruntime.__version__,
-                            "optuna": optuna.__version__, "platform": platform.platform()},
+                "data": data.name, "threads": host.threads, "host_table": repo_path(host_path),
+                "machine": machine(numpy=np.__version__, onnxruntime=onnxruntime.__version__,
+                                   optuna=optuna.__version__),
                 "training_wall_time_s": round(sum(train_seconds), 1),  # all sessions, every finished run
                 "wall_time_s_this_session": round(time.perf_counter() - started, 1)}
 

@@ -27,8 +27,8 @@ sys.path.insert(0, str(ROOT))
 from nas.atomic import atomic_write_text  # noqa: E402
 from nas.data import default_data_root, load_dataset  # noqa: E402
 from nas.supernet.evaluate import SubnetEvaluator, load_supernet  # noqa: E402
-from search_spaces.hybrid import HybridSpace, _ExtremeTrial  # noqa: E402  (the space's own "largest" rule)
-from supernet_recipe import machine  # noqa: E402
+from search_spaces.hybrid import ExtremeTrial, HybridSpace  # noqa: E402
+from reporting import machine  # noqa: E402
 
 
 class OneChange:
@@ -36,7 +36,7 @@ class OneChange:
     and what it answered."""
 
     def __init__(self, name: str | None = None, value: Any = None) -> None:
-        self.largest = _ExtremeTrial(largest=True)
+        self.largest = ExtremeTrial(largest=True)
         self.name, self.value = name, value
         self.asked: dict[str, list[Any]] = {}
         self.answered: dict[str, Any] = {}

@@ -42,7 +42,8 @@ from nas.supernet import Supernet, resolve_space  # noqa: E402
 from nas.supernet.trainer import Sandwich, SupernetTrainer  # noqa: E402
 from nas.train import make_recipe  # noqa: E402
 from search_spaces.hybrid import HybridSpace  # noqa: E402
-from supernet_recipe import BATCH, EPOCHS, SPACE, machine  # noqa: E402
+from reporting import machine  # noqa: E402
+from supernet_recipe import BATCH, EPOCHS, SPACE  # noqa: E402
 
 WINDOW = 20
 CHANCE_LOSS = math.log(10)  # cross-entropy of a uniform guess over the proxy's 10 classes

@@ -53,7 +53,8 @@ from nas.profile import count_params  # noqa: E402
 from nas.supernet import Supernet  # noqa: E402
 from nas.supernet.evaluate import SubnetEvaluator, epoch_snapshot, load_supernet  # noqa: E402
 from nas.builder import build_model  # noqa: E402
-from supernet_recipe import BATCH, EPOCHS, NUM_RANDOM, SPACE, machine, train_supernet  # noqa: E402
+from reporting import machine, repo_path  # noqa: E402
+from supernet_recipe import BATCH, EPOCHS, NUM_RANDOM, SPACE, train_supernet  # noqa: E402
 
 
 def pick_archs(space, count: int, seed: int = 0, layout: list[str] | None = None) -> list:
@@ -110,15 +111,10 @@ def standalone_cache(path: str, recipe: dict) -> dict[str, dict]:
     return {r["arch_hash"]: {k: r[k] for k in STANDALONE_FIELDS} for r in report["archs"]}
 
 
-def repo_path(path: str | Path) -> str:
-    """`path` relative to the repository when it lies inside it (reports must not name one machine's folders)."""
-    path = Path(path).resolve()
-    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
-
-
 def split_taus(scores: dict[str, list[float]], rows: list[dict]) -> dict[str, float]:
     """Per split: Kendall tau of `scores[split]` (one per row) against the rows' standalone accuracy."""
-    return {split: kendall_tau(values, [r[f"standalone_{split}_acc"] for r in rows]) for split, values in scores.items()}
+    return {split: kendall_tau(values, [r[f"standalone_{split}_acc"] for r in rows])
+            for split, values in scores.items()}
 
 
 def split_evaluators(supernet: Supernet, data) -> dict[str, SubnetEvaluator]:

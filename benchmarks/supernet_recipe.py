@@ -9,10 +9,7 @@ resumes (or does nothing once done).
 from __future__ import annotations
 
 import json
-import platform
 from pathlib import Path
-
-import torch
 
 from nas.cli.main import main as nas
 
@@ -38,9 +35,3 @@ def train_supernet(runs: Path, data_root: Path, seed: int = 0, space: str = SPAC
     if code:
         raise SystemExit(code)
     return out, json.loads((out / "metrics.json").read_text())
-
-
-def machine() -> dict[str, object]:
-    """What the supernet benchmarks record about the machine they ran on."""
-    return {"cpu_threads": torch.get_num_threads(), "python": platform.python_version(),
-            "torch": torch.__version__, "platform": platform.platform()}

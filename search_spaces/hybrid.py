@@ -339,16 +339,16 @@ class HybridSpace:
 
     def smallest(self, families: Sequence[str] | None = None) -> ArchConfig:
         """The cheapest member; with `families` (one per stage), the cheapest of that family layout."""
-        return self.suggest(_ExtremeTrial(largest=False, families=families))
+        return self.suggest(ExtremeTrial(largest=False, families=families))
 
     def largest(self, families: Sequence[str] | None = None) -> ArchConfig:
         """The costliest member; with `families` (one per stage), the costliest of that family layout."""
-        return self.suggest(_ExtremeTrial(largest=True, families=families))
+        return self.suggest(ExtremeTrial(largest=True, families=families))
 
     def widest_shallow(self, families: Sequence[str] | None = None) -> ArchConfig:
         """The costliest member at the smallest depths (stem included): the sandwich corner that
         neither `largest` (deep and wide) nor `smallest` (shallow and narrow) trains."""
-        return self.suggest(_ExtremeTrial(largest=True, families=families, shallow=True))
+        return self.suggest(ExtremeTrial(largest=True, families=families, shallow=True))
 
 
 def _stage_se(placement: str, index: int, num_stages: int) -> str:
@@ -378,8 +378,10 @@ class _RandomTrial:
         return _layout_family(name, choices, self.families) or self.rng.choice(choices)
 
 
-class _ExtremeTrial:
-    """Picks the cheapest (or most expensive) choice of every dimension."""
+class ExtremeTrial:
+    """Picks the cheapest (or most expensive) choice of every dimension: an Optuna-trial stand-in
+    that `HybridSpace.suggest` turns into the space's smallest or largest member (public so that
+    a benchmark can vary the largest member one choice at a time)."""
 
     _CHEAPEST = {"se": "none", "family": "mv2", "sample_rate": 4, "heads": 2}
     _COSTLIEST = {"se": "all", "family": "repvit", "sample_rate": 1, "heads": 4}

@@ -9,7 +9,7 @@ from nas.blocks.units import Unit, arch_units
 from nas.builder import build_model
 from nas.profile import count_params, inference_copy
 from search_spaces.hybrid import HybridSpace
-from search_spaces.reference import load_zoo, zoo_names
+from search_spaces.reference import load_zoo
 
 
 def _unit_flops(unit: Unit) -> int:
