@@ -10,6 +10,9 @@ each other). This reads the committed reports, no training or measuring:
   - each supernet's, and their mean's, tau against standalone val accuracy;
   - the members in the supernets' consensus order (mean inherited val accuracy) beside their
     standalone accuracy, with their families: what the shared weights favour;
+  - each supernet's, their mean's, and parameter count's tau (val and test) against every longer
+    or reseeded standalone rerun (benchmarks/standalone_noise.py): whether the supernets agree
+    better with a longer-trained reference than with the 4-epoch one;
   - the Kendall tau of each member's total depth (stem + stage depths) with its accuracy, for every
     supernet (and its kept snapshots, where the report has their accuracies), every standalone
     recipe (the seed-1 and 8-epoch reruns of standalone_noise.py), and within one family layout
@@ -62,7 +65,39 @@ def member_depths(report: dict) -> dict[str, int]:
     return {name: total_depth(arch) for name, arch in archs.items()}
 
 
-def depth_taus(reports: dict[str, dict], standalone_reports: list[Path]) -> dict[str, object]:
+def load_reruns(paths: list[Path], members: int) -> dict[str, dict[str, dict]]:
+    """{label: {member name: row}} of the standalone reruns that cover all `members` (partial ones
+    are left out: a tau over a different member set would not compare)."""
+    reruns = {}
+    for path in paths:
+        rerun = json.loads(path.read_text(encoding="utf-8"))
+        if len(rerun["rows"]) == members:
+            label = f"{rerun['recipe']['epochs']} epochs, seed {rerun['recipe']['seed']} ({path.name})"
+            reruns[label] = {r["name"]: r for r in rerun["rows"]}
+    return reruns
+
+
+def vs_reruns(reports: dict[str, dict[str, dict]], reruns: dict[str, dict[str, dict]]) -> dict[str, dict]:
+    """Per standalone rerun and split: each supernet's, the consensus's and parameter count's Kendall
+    tau against the rerun's accuracies (per split, the supernets whose report rated that split: the
+    oldest report has no test accuracies)."""
+    names = sorted(next(iter(reports.values())))
+    out = {}
+    for label, rows in reruns.items():
+        out[label] = {}
+        for split in ("val", "test"):
+            truth = [rows[n][f"other_{split}_acc"] for n in names]
+            inherited = {report: [r[n][f"supernet_{split}_acc"] for n in names] for report, r in reports.items()
+                         if f"supernet_{split}_acc" in r[names[0]]}
+            consensus = [statistics.mean(acc[i] for acc in inherited.values()) for i in range(len(names))]
+            out[label][split] = {
+                "supernets": {report: round(kendall_tau(acc, truth), 3) for report, acc in inherited.items()},
+                "consensus": round(kendall_tau(consensus, truth), 3),
+                "params": round(kendall_tau([rows[n]["params"] for n in names], truth), 3)}
+    return out
+
+
+def depth_taus(reports: dict[str, dict], reruns: dict[str, dict[str, dict]]) -> dict[str, object]:
     """Kendall tau of total depth with accuracy: per supernet (inherited val), per standalone recipe
     (val), and per layout-restricted report (both)."""
     cross = {name: r for name, r in reports.items() if not r.get("layout")}
@@ -76,11 +111,8 @@ def depth_taus(reports: dict[str, dict], standalone_reports: list[Path]) -> dict
 
     standalone = {"4 epochs, seed 0 (the reference)": tau({r["name"]: r for r in reference["archs"]},
                                                            "standalone_val_acc")}
-    for path in standalone_reports:
-        rerun = json.loads(path.read_text(encoding="utf-8"))
-        label = f"{rerun['recipe']['epochs']} epochs, seed {rerun['recipe']['seed']} ({path.name})"
-        if len(rerun["rows"]) == len(names):
-            standalone[label] = tau({r["name"]: r for r in rerun["rows"]}, "other_val_acc")
+    for label, rows in reruns.items():
+        standalone[label] = tau(rows, "other_val_acc")
     within = {}
     for name, report in reports.items():
         if report.get("layout"):
@@ -106,8 +138,9 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--reports", nargs="+", type=Path, default=sorted(RESULTS.glob("supernet_rank*.json")))
     p.add_argument("--standalone", nargs="*", type=Path,
-                   default=[RESULTS / "standalone_noise.json", RESULTS / "standalone_e8.json"],
-                   help="standalone reruns (benchmarks/standalone_noise.py) whose depth preference to report")
+                   default=[RESULTS / f for f in ("standalone_noise.json", "standalone_e8.json", "standalone_e16.json")
+                            if (RESULTS / f).exists()],
+                   help="standalone reruns (benchmarks/standalone_noise.py) to compare with (partial ones are skipped)")
     p.add_argument("--out", type=Path, default=RESULTS / "supernet_agreement.json")
     args = p.parse_args()
 
@@ -120,6 +153,7 @@ def main() -> int:
     inherited = {report: [rows[n]["supernet_val_acc"] for n in names] for report, rows in reports.items()}
     reference = next(iter(reports.values()))
     standalone = [reference[n]["standalone_val_acc"] for n in names]
+    reruns = load_reruns(args.standalone, len(names))
 
     pairs = [{"a": a, "b": b, "kendall_tau": round(kendall_tau(inherited[a], inherited[b]), 3)}
              for a, b in itertools.combinations(inherited, 2)]
@@ -136,13 +170,18 @@ def main() -> int:
                              "standalone_val_acc": round(standalone[i], 4),
                              "standalone_rank": sorted(standalone, reverse=True).index(standalone[i]) + 1}
                             for i in order],
-        "depth_vs_accuracy": depth_taus(everything, args.standalone),
+        "vs_standalone_reruns": vs_reruns(reports, reruns),
+        "depth_vs_accuracy": depth_taus(everything, reruns),
     }
     atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
     print(f"{len(inherited)} supernets: pairwise tau median {result['pairwise_median_tau']:.2f} "
           f"(range {min(p['kendall_tau'] for p in pairs):.2f}..{max(p['kendall_tau'] for p in pairs):.2f}); "
           f"against standalone {min(vs_standalone.values()):.2f}..{max(vs_standalone.values()):.2f}, "
           f"their mean {result['consensus_vs_standalone_val']:.2f} -> {args.out}")
+    for label, splits in result["vs_standalone_reruns"].items():
+        print(f"against {label}: " + "; ".join(
+            f"{split} supernets {min(t['supernets'].values()):.2f}..{max(t['supernets'].values()):.2f}, "
+            f"consensus {t['consensus']:.2f}, params {t['params']:.2f}" for split, t in splits.items()))
     depth = result["depth_vs_accuracy"]
     print(f"depth vs accuracy (tau): standalone {depth['standalone_val']}; supernets {depth['supernets_val']}; "
           f"within one layout {depth['within_one_layout']}")
