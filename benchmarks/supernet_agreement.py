@@ -13,6 +13,9 @@ each other). This reads the committed reports, no training or measuring:
   - each supernet's, their mean's, and parameter count's tau (val and test) against every longer
     or reseeded standalone rerun (benchmarks/standalone_noise.py): whether the supernets agree
     better with a longer-trained reference than with the 4-epoch one;
+  - each ranking's split consistency: the Kendall tau between its val and its test accuracies
+    (same weights, other images). A ranking that disagrees with itself across splits cannot agree
+    with another ranking better than that noise allows;
   - the Kendall tau of each member's total depth (stem + stage depths) with its accuracy, for every
     supernet (and its kept snapshots, where the report has their accuracies), every standalone
     recipe (the seed-1 and 8-epoch reruns of standalone_noise.py), and within one family layout
@@ -97,6 +100,15 @@ def vs_reruns(reports: dict[str, dict[str, dict]], reruns: dict[str, dict[str, d
     return out
 
 
+def split_consistency(reports: dict[str, dict]) -> dict[str, dict[str, float]]:
+    """Per report that rated both splits: tau between val and test accuracies of its supernet
+    ratings and of its standalone runs."""
+    return {name: {kind: round(kendall_tau([r[f"{kind}_val_acc"] for r in report["archs"]],
+                                           [r[f"{kind}_test_acc"] for r in report["archs"]]), 3)
+                   for kind in ("supernet", "standalone")}
+            for name, report in reports.items() if "supernet_test_acc" in report["archs"][0]}
+
+
 def depth_taus(reports: dict[str, dict], reruns: dict[str, dict[str, dict]]) -> dict[str, object]:
     """Kendall tau of total depth with accuracy: per supernet (inherited val), per standalone recipe
     (val), and per layout-restricted report (both)."""
@@ -171,6 +183,7 @@ def main() -> int:
                              "standalone_rank": sorted(standalone, reverse=True).index(standalone[i]) + 1}
                             for i in order],
         "vs_standalone_reruns": vs_reruns(reports, reruns),
+        "val_test_consistency": split_consistency(everything),
         "depth_vs_accuracy": depth_taus(everything, reruns),
     }
     atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
@@ -182,6 +195,9 @@ def main() -> int:
         print(f"against {label}: " + "; ".join(
             f"{split} supernets {min(t['supernets'].values()):.2f}..{max(t['supernets'].values()):.2f}, "
             f"consensus {t['consensus']:.2f}, params {t['params']:.2f}" for split, t in splits.items()))
+    consistency = result["val_test_consistency"]
+    print("val~test tau: supernets " + ", ".join(f"{c['supernet']:.2f}" for c in consistency.values()) +
+          "; standalone " + ", ".join(sorted({f"{c['standalone']:.2f}" for c in consistency.values()})))
     depth = result["depth_vs_accuracy"]
     print(f"depth vs accuracy (tau): standalone {depth['standalone_val']}; supernets {depth['supernets_val']}; "
           f"within one layout {depth['within_one_layout']}")
