@@ -14,6 +14,7 @@ Writes benchmarks/results/standalone_noise.json.
     python benchmarks/standalone_noise.py                 # 12 members, seed 1 (about 1 h on 2 cores)
     python benchmarks/standalone_noise.py --members 6     # every other member of the 12
     python benchmarks/standalone_noise.py --seed 0 --epochs 8 --out benchmarks/results/standalone_e8.json
+    python benchmarks/standalone_noise.py --seed 0 --epochs 16 --out benchmarks/results/standalone_e16.json
 """
 from __future__ import annotations
 

@@ -18,9 +18,10 @@ each other). This reads the committed reports, no training or measuring:
     with another ranking better than that noise allows;
   - the Kendall tau of each member's total depth (stem + stage depths) with its accuracy, for every
     supernet (and its kept snapshots, where the report has their accuracies), every standalone
-    recipe (the seed-1 and 8-epoch reruns of standalone_noise.py), and within one family layout
-    (reports of `supernet_rank.py --layout`): whether depth is what the two methods disagree on. The members are rebuilt from the space and the report's layout
-    by supernet_rank.pick_archs, and checked against the reports' arch hashes.
+    recipe (the seed-1, 8- and 16-epoch reruns of standalone_noise.py), and within one family layout
+    (reports of `supernet_rank.py --layout`): whether depth is what the two methods disagree on.
+    The members are rebuilt from the space and the report's layout by supernet_rank.pick_archs,
+    and checked against the reports' arch hashes.
 
 Writes benchmarks/results/supernet_agreement.json.
 
