@@ -81,22 +81,32 @@ def load_reruns(paths: list[Path], members: int) -> dict[str, dict[str, dict]]:
     return reruns
 
 
-def vs_reruns(reports: dict[str, dict[str, dict]], reruns: dict[str, dict[str, dict]]) -> dict[str, dict]:
+def rated(reports: dict[str, dict[str, dict]], names: list[str], split: str) -> dict[str, list[float]]:
+    """{report: its inherited `split` accuracies in `names` order}, for the reports that rated
+    `split` (the oldest report has no test accuracies)."""
+    return {report: [rows[n][f"supernet_{split}_acc"] for n in names] for report, rows in reports.items()
+            if f"supernet_{split}_acc" in rows[names[0]]}
+
+
+def mean_rating(inherited: dict[str, list[float]]) -> list[float]:
+    """The supernets' consensus: each member's mean inherited accuracy."""
+    return [statistics.mean(member) for member in zip(*inherited.values())]
+
+
+def vs_reruns(reports: dict[str, dict[str, dict]], names: list[str],
+              reruns: dict[str, dict[str, dict]]) -> dict[str, dict]:
     """Per standalone rerun and split: each supernet's, the consensus's and parameter count's Kendall
-    tau against the rerun's accuracies (per split, the supernets whose report rated that split: the
-    oldest report has no test accuracies)."""
-    names = sorted(next(iter(reports.values())))
+    tau against the rerun's accuracies."""
+    inherited = {split: rated(reports, names, split) for split in ("val", "test")}
+    consensus = {split: mean_rating(accs) for split, accs in inherited.items()}
     out = {}
     for label, rows in reruns.items():
         out[label] = {}
-        for split in ("val", "test"):
+        for split, accs in inherited.items():
             truth = [rows[n][f"other_{split}_acc"] for n in names]
-            inherited = {report: [r[n][f"supernet_{split}_acc"] for n in names] for report, r in reports.items()
-                         if f"supernet_{split}_acc" in r[names[0]]}
-            consensus = [statistics.mean(acc[i] for acc in inherited.values()) for i in range(len(names))]
             out[label][split] = {
-                "supernets": {report: round(kendall_tau(acc, truth), 3) for report, acc in inherited.items()},
-                "consensus": round(kendall_tau(consensus, truth), 3),
+                "supernets": {report: round(kendall_tau(acc, truth), 3) for report, acc in accs.items()},
+                "consensus": round(kendall_tau(consensus[split], truth), 3),
                 "params": round(kendall_tau([rows[n]["params"] for n in names], truth), 3)}
     return out
 
@@ -163,7 +173,7 @@ def main() -> int:
     if len({frozenset(rows) for rows in reports.values()}) != 1:
         raise SystemExit("the reports rank different members: nothing to compare")
     names = sorted(next(iter(reports.values())))
-    inherited = {report: [rows[n]["supernet_val_acc"] for n in names] for report, rows in reports.items()}
+    inherited = rated(reports, names, "val")
     reference = next(iter(reports.values()))
     standalone = [reference[n]["standalone_val_acc"] for n in names]
     reruns = load_reruns(args.standalone, len(names))
@@ -171,7 +181,7 @@ def main() -> int:
     pairs = [{"a": a, "b": b, "kendall_tau": round(kendall_tau(inherited[a], inherited[b]), 3)}
              for a, b in itertools.combinations(inherited, 2)]
     vs_standalone = {report: round(kendall_tau(acc, standalone), 3) for report, acc in inherited.items()}
-    consensus = [statistics.mean(acc[i] for acc in inherited.values()) for i in range(len(names))]
+    consensus = mean_rating(inherited)
     order = sorted(range(len(names)), key=lambda i: -consensus[i])
     result = {
         "reports": list(inherited), "members": len(names),
@@ -183,7 +193,7 @@ def main() -> int:
                              "standalone_val_acc": round(standalone[i], 4),
                              "standalone_rank": sorted(standalone, reverse=True).index(standalone[i]) + 1}
                             for i in order],
-        "vs_standalone_reruns": vs_reruns(reports, reruns),
+        "vs_standalone_reruns": vs_reruns(reports, names, reruns),
         "val_test_consistency": split_consistency(everything),
         "depth_vs_accuracy": depth_taus(everything, reruns),
     }
