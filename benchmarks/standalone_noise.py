@@ -5,8 +5,9 @@ seed 0). That reference is itself noisy — the val split holds 947 images, and 
 depends on its seed — so it caps the Kendall tau any supernet can reach. This retrains the same
 members with the same recipe and another seed (`nas train`, each run resumable) and compares the
 two standalone rankings: the tau between seeds is the ceiling the supernet is measured against.
-With --epochs (and the same seed) it asks instead what a longer recipe changes, and whether the
-longer runs rank closer to the supernets' consensus (benchmarks/supernet_agreement.py).
+With --epochs (and the same seed) it asks instead what a longer recipe changes; whether the
+longer runs rank closer to the supernets is benchmarks/supernet_agreement.py's to say (it reads
+these reports: `vs_standalone_reruns`).
 The report is rewritten after every member, so a partial run already says something.
 
 Writes benchmarks/results/standalone_noise.json.
@@ -47,8 +48,6 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=1, help="the other standalone seed (default 1)")
     p.add_argument("--epochs", type=int, help="standalone epochs (default: the reference's)")
     p.add_argument("--members", type=int, default=12, help="how many of the 12 members, spread evenly")
-    p.add_argument("--consensus", type=Path, default=RESULTS / "supernet_agreement.json",
-                   help="the supernets' consensus ranking to compare with (skipped if missing)")
     p.add_argument("--runs", type=Path, default=ROOT / "runs" / "standalone_noise")
     p.add_argument("--out", type=Path, default=RESULTS / "standalone_noise.json")
     args = p.parse_args()
@@ -64,9 +63,6 @@ def main() -> int:
     step = len(archs) / max(1, min(args.members, len(archs)))
     chosen = [archs[int(k * step)] for k in range(min(args.members, len(archs)))]
 
-    consensus = {m["name"]: m["mean_inherited_val_acc"]
-                 for m in json.loads(args.consensus.read_text(encoding="utf-8"))["consensus_order"]} \
-        if args.consensus.exists() else {}
     rows = []
     for arch in chosen:
         path = save_arch(arch, args.runs / "archs" / f"{arch.name}.json")
@@ -84,23 +80,17 @@ def main() -> int:
                      "train_s": metrics["train_time_s"]})
         print(f"{arch.name}: val {100 * ref['standalone_val_acc']:.1f}% (seed 0) vs {100 * metrics['val_acc']:.1f}% "
               f"(seed {args.seed}, {recipe['epochs']} epochs)", flush=True)
-        report(args, recipe, rows, consensus)
+        report(args, recipe, rows)
     return 0
 
 
-def report(args: argparse.Namespace, recipe: dict, rows: list[dict], consensus: dict[str, float]) -> None:
-    """Rewrite the report from the members done so far (`consensus`: member -> the supernets' mean
-    inherited val accuracy, empty if there is none)."""
+def report(args: argparse.Namespace, recipe: dict, rows: list[dict]) -> None:
+    """Rewrite the report from the members done so far."""
     taus = {split: round(kendall_tau([r[f"seed0_{split}_acc"] for r in rows], [r[f"other_{split}_acc"] for r in rows]), 3)
             if len(rows) > 1 else None for split in ("val", "test")}
-    vs_consensus = {}
-    if consensus and len(rows) > 1:
-        supernets = [consensus[r["name"]] for r in rows]
-        vs_consensus = {"reference_val": round(kendall_tau(supernets, [r["seed0_val_acc"] for r in rows]), 3),
-                        "this_run_val": round(kendall_tau(supernets, [r["other_val_acc"] for r in rows]), 3)}
     diffs = [abs(r["other_val_acc"] - r["seed0_val_acc"]) for r in rows]
     result = {"reference": repo_path(args.reference), "recipe": recipe, "members": len(rows),
-              "kendall_tau_vs_reference": taus, "kendall_tau_vs_supernet_consensus": vs_consensus,
+              "kendall_tau_vs_reference": taus,
               "median_abs_val_diff": round(statistics.median(diffs), 4),
               "max_abs_val_diff": round(max(diffs), 4),
               "seed0_val_range": [min(r["seed0_val_acc"] for r in rows), max(r["seed0_val_acc"] for r in rows)],
