@@ -166,6 +166,9 @@ def main() -> int:
                    help="standalone reruns (benchmarks/standalone_noise.py) to compare with (partial ones are skipped)")
     p.add_argument("--out", type=Path, default=RESULTS / "supernet_agreement.json")
     args = p.parse_args()
+    missing = next((path for path in [*args.reports, *args.standalone] if not path.is_file()), None)
+    if missing is not None:
+        p.error(f"{missing}: no such report; expected a supernet_rank.py or standalone_noise.py JSON")
 
     everything = load_reports(args.reports)
     # the agreement needs one member set: that of the reports not restricted to one layout
