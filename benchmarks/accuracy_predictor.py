@@ -1,11 +1,11 @@
-"""The shipped accuracy predictor (predictors/accuracy/default.json), from the committed supernet recipe.
+"""The shipped accuracy predictor (predictors/accuracy/supernet.json), from the committed supernet recipe.
 
   1. the supernet of benchmarks/supernet_recipe.py (trained, or resumed, or already there);
   2. `nas predictor fit` on --samples (300) random members of its space (inherited weights, BN
      recalibrated on 4 x 128 training images, val split; journaled, so a rerun continues), once
      with the MLP ensemble and once with the ridge baseline on the same samples;
   3. the model with the higher held-out (5-fold) Kendall tau is written to
-     predictors/accuracy/default.json, its samples beside it (default.samples.jsonl);
+     predictors/accuracy/supernet.json, its samples beside it (supernet.samples.jsonl);
   4. how fast it rates members (the search's per-trial cost), in members per second.
 
 Writes benchmarks/results/accuracy_predictor.json.
@@ -29,7 +29,7 @@ import sklearn  # noqa: E402
 from nas.atomic import atomic_write_text  # noqa: E402
 from nas.cli.main import main as nas  # noqa: E402
 from nas.data import default_data_root  # noqa: E402
-from predictors.accuracy.model import DEFAULT_PREDICTOR, load_predictor  # noqa: E402
+from predictors.accuracy.model import SUPERNET_PREDICTOR, load_predictor  # noqa: E402
 from reporting import machine, repo_path  # noqa: E402
 from supernet_recipe import train_supernet  # noqa: E402
 
@@ -37,10 +37,11 @@ from supernet_recipe import train_supernet  # noqa: E402
 def rating_speed(path: Path, count: int = 2000) -> float:
     """Members rated per second through the search's path (Optuna parameters -> accuracy)."""
     predictor = load_predictor(path)
-    params = [predictor.space.encode(predictor.space.sample(i)) for i in range(count)]
+    archs = [predictor.space.sample(i) for i in range(count)]
+    params = [predictor.space.encode(a) for a in archs]
     tic = time.perf_counter()
-    for p in params:
-        predictor.predict_params(p)
+    for a, p in zip(archs, params):
+        predictor.predict_one(a, p)
     return count / (time.perf_counter() - tic)
 
 
@@ -50,7 +51,7 @@ def main() -> int:
     p.add_argument("--samples", type=int, default=300)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--runs", default=str(ROOT / "runs" / "supernet_rank"), help="where the supernet run lives")
-    p.add_argument("--out", default=str(DEFAULT_PREDICTOR))
+    p.add_argument("--out", default=str(SUPERNET_PREDICTOR))
     p.add_argument("--report", default=str(ROOT / "benchmarks" / "results" / "accuracy_predictor.json"))
     args = p.parse_args()
     started = time.perf_counter()

@@ -25,13 +25,19 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def count_flops(model: nn.Module, resolution: int) -> int:
-    """fvcore FLOPs (MACs) of one image at `resolution`."""
+def count_flops(model: nn.Module, resolution: int | None = None,
+                inputs: tuple[torch.Tensor | None, ...] | None = None) -> int:
+    """fvcore FLOPs (MACs) of one image at `resolution`, or of the call on `inputs` (a latency
+    unit's tensors, None for an absent argument)."""
     from fvcore.nn import FlopCountAnalysis
 
     for name in ("fvcore.nn.jit_analysis", "fvcore"):
         logging.getLogger(name).setLevel(logging.ERROR)
-    analysis = FlopCountAnalysis(model.eval(), torch.zeros(1, 3, resolution, resolution))
+    if inputs is None:
+        if resolution is None:
+            raise ValueError("count_flops: give resolution or inputs")
+        inputs = (torch.zeros(1, 3, resolution, resolution),)
+    analysis = FlopCountAnalysis(model.eval(), inputs)
     analysis.unsupported_ops_warnings(False)
     analysis.uncalled_modules_warnings(False)
     return int(analysis.total())

@@ -23,3 +23,21 @@ def fake_table(units: Iterable[Unit], resolutions: list[int], device: str = "hos
 def fake_host(arches) -> LatencyTable:
     """A fake host table over the units of `arches`."""
     return fake_table([u for a in arches for u in arch_units(a)], sorted({a.resolution for a in arches}))
+
+
+def fake_npz_dataset(dst, classes: int = 4, train_per_class: int = 24, test_per_class: int = 8, size: int = 32):
+    """A learnable made-up dataset in the npz layout: class k is noise around its own colour."""
+    import json
+
+    import numpy as np
+
+    dst.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    colours = rng.integers(40, 216, size=(classes, 3))
+    for split, per_class in (("train", train_per_class), ("test", test_per_class)):
+        labels = np.repeat(np.arange(classes, dtype=np.int64), per_class)
+        noise = rng.normal(0, 30, size=(len(labels), size, size, 3))
+        images = np.clip(colours[labels][:, None, None, :] + noise, 0, 255).astype(np.uint8)
+        np.savez(dst / f"{split}-000.npz", images=images, labels=labels)
+    (dst / "classes.json").write_text(json.dumps({str(k): f"class{k}" for k in range(classes)}))
+    return dst

@@ -65,7 +65,7 @@ def test_predictor_files_are_plain_json_and_predict_the_same(tmp_path):
     assert json.loads(path.read_text())["format"] == "hybrid-nas/accuracy-predictor/v1"
     loaded = load_predictor(path)
     assert np.allclose(loaded.predict(archs), predictor.predict(archs))
-    assert loaded.predict_params(SPACE.encode(archs[0])) == pytest.approx(float(predictor.predict(archs[:1])[0]))
+    assert loaded.predict_one(archs[0], SPACE.encode(archs[0])) == pytest.approx(float(predictor.predict(archs[:1])[0]))
     assert loaded.info["metric"] == "synthetic" and loaded.space == SPACE
 
 
@@ -74,7 +74,8 @@ def test_predictor_files_are_plain_json_and_predict_the_same(tmp_path):
     (lambda d: {**d, "format": "other/v9"}, "format: expected"),
     (lambda d: {**d, "columns": d["columns"][:-1]}, "columns: do not match"),
     (lambda d: {**d, "members": [[{"weight": [[1.0]], "bias": [0.0]}]]}, "layer shapes do not chain"),
-    (lambda d: {**d, "target": {}}, "malformed predictor weights"),
+    (lambda d: {**d, "target": {}}, "malformed predictor"),
+    (lambda d: {**d, "extra": ["colour"]}, "unknown feature 'colour'"),
     (lambda d: {**d, "space": {"stages": "x"}}, "space"),
 ])
 def test_a_broken_predictor_file_is_one_clear_error(tmp_path, edit, fragment):
@@ -86,6 +87,21 @@ def test_a_broken_predictor_file_is_one_clear_error(tmp_path, edit, fragment):
     with pytest.raises(UserError, match=fragment) as err:
         load_predictor(path)
     assert str(path) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_size_features_come_from_unit_counts_and_survive_the_file(tmp_path):
+    from nas.profile import profile_arch
+
+    archs = [SPACE.sample(i) for i in range(24)]
+    predictor = fit_predictor(SPACE, archs, [target(a) for a in archs], kind="ridge",
+                              extra=("log_params", "log_macs", "depth"))
+    counts = profile_arch(archs[0])
+    assert predictor.counts.arch(archs[0]) == (counts["params"], counts["flops"])  # exact, without a build
+    assert set(predictor.counts.counts) >= {u.key for r in SPACE.resolutions for u in SPACE.units(r)}
+    loaded = load_predictor(predictor.save(tmp_path / "p.json"))
+    assert loaded.extra == predictor.extra and loaded.columns[-3:] == ["log_params", "log_macs", "depth"]
+    assert np.allclose(loaded.predict(archs), predictor.predict(archs))
+    assert loaded.predict_one(archs[3], SPACE.encode(archs[3])) == pytest.approx(float(predictor.predict(archs)[3]))
 
 
 def test_too_few_samples_is_refused():

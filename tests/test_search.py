@@ -285,10 +285,12 @@ def test_the_readme_command_runs_on_the_shipped_predictor_and_estimated_pixel6_t
                                 "--out", tmp_path, "--quiet")
     assert code == 0, err
     assert "ESTIMATED" in stdout and "top architectures" in stdout
+    assert "predicted 4-epoch test top-1 on imagenette2-64 (out-of-fold tau" in stdout
     best = load_arch(tmp_path / "pixel6-1ms-acc" / "best.json")
     meta = best.meta["search"]
     assert meta["latency_kind"] == "estimated" and meta["latency_error_pct"] > 0 and meta["latency_ms"] <= 1.0
-    assert meta["accuracy_source"]["holdout"]["kendall_tau"] > 0
+    assert meta["accuracy_source"]["unit"] == "predicted 4-epoch test top-1 on imagenette2-64"
+    assert meta["accuracy_source"]["holdout"]["mae"] > 0 and meta["accuracy_source"]["bench"]["members"] >= 9
     assert "estimated" in (tmp_path / "pixel6-1ms-acc" / "report.md").read_text()
 
 

@@ -2,34 +2,21 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from nas.arch import parse_arch
 from nas.blocks.units import Unit, arch_units
 from nas.builder import build_model
-from nas.profile import count_params, inference_copy
+from nas.profile import count_flops, count_params, inference_copy
 from search_spaces.hybrid import HybridSpace
 from search_spaces.reference import load_zoo
 
 
 def _unit_flops(unit: Unit) -> int:
-    from fvcore.nn import FlopCountAnalysis
-
-    module = inference_copy(unit.build())
-    inputs = unit.example_inputs()
-    analysis = FlopCountAnalysis(module, inputs)
-    analysis.unsupported_ops_warnings(False)
-    analysis.uncalled_modules_warnings(False)
-    return int(analysis.total())
+    return count_flops(inference_copy(unit.build()), inputs=unit.example_inputs())
 
 
 def _model_flops(arch) -> int:
-    from fvcore.nn import FlopCountAnalysis
-
-    analysis = FlopCountAnalysis(inference_copy(build_model(arch)), torch.zeros(1, 3, arch.resolution, arch.resolution))
-    analysis.unsupported_ops_warnings(False)
-    analysis.uncalled_modules_warnings(False)
-    return int(analysis.total())
+    return count_flops(inference_copy(build_model(arch)), arch.resolution)
 
 
 def _check_accounts(arch) -> None:

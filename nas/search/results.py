@@ -203,7 +203,9 @@ def _report(ctx: SearchContext, summary: dict[str, Any], zoo: list[dict[str, Any
                 f"~{estimate.get('pipeline_ms', 0):.2f} ms" if table.kind == "estimated" else "") + ")",
              f"- latency table: `{ctx.table_path}` (sha256 {ctx.table_sha256[:12]})",
              f"- accuracy: {source['kind']} `{source['path']}` (sha256 {source['sha256'][:12]}): {source.get('metric')}"
-             + (f"; held-out Kendall tau {source['holdout']['kendall_tau']:.3f}" if source.get("holdout") else ""),
+             + (f"; unit: {source['unit']}" if source.get("unit") else "")
+             + (f"; out-of-fold Kendall tau {source['holdout']['kendall_tau']:.3f}, mean abs error "
+                f"{100 * source['holdout']['mae']:.2f} points" if source.get("holdout") else ""),
              f"- objective `{problem.objective}`, sampler `{ctx.sampler}`, seed {ctx.seed}, storage `{ctx.storage}`",
              f"- trials: {summary['complete']} complete ({summary['distinct']} distinct architectures), "
              f"{summary['feasible']} within budget, "

@@ -5,7 +5,8 @@ its space's members, a predictor was fitted on evaluations of that space. So the
 the space a search explores, and each source describes itself (path, content hash, held-out
 quality) for the search's result files.
 
-- `PredictorSource`: the fitted MLP ensemble (microseconds a member; the default ships).
+- `PredictorSource`: a fitted predictor file (microseconds a member; the default ships, fitted on the
+  standalone-trained bench and predicting its test top-1).
 - `SupernetSource`: real inherited-weight evaluation (extract, BN recalibration, val split;
   about a second a member on a CPU at 64 px).
 """
@@ -35,16 +36,22 @@ class PredictorSource:
         self.predictor = load_predictor(self.path)
         self.space = self.predictor.space
         self.sha256 = file_sha256(self.path)
-        tau = self.predictor.info.get("holdout", {}).get("kendall_tau")
-        self.label = "predicted val top-1" + (f" (held-out tau {tau:.2f})" if tau is not None else "")
+        info = self.predictor.info
+        holdout = info.get("holdout", {})
+        tau, mae = holdout.get("kendall_tau"), holdout.get("mae")
+        note = ", ".join(([f"out-of-fold tau {tau:.2f}"] if tau is not None else [])
+                         + ([f"+/-{100 * mae:.1f} points"] if mae is not None else []))
+        # An older file (fitted on a supernet's ratings) has no unit: it predicts inherited val top-1.
+        self.label = (info.get("unit") or "predicted val top-1") + (f" ({note})" if note else "")
 
     def rate(self, arch: ArchConfig, params: Mapping[str, Any]) -> float:
-        return self.predictor.predict_params(dict(params))
+        return self.predictor.predict_one(arch, dict(params))
 
     def describe(self) -> dict[str, Any]:
         info = self.predictor.info
         return {"kind": "predictor", "path": str(self.path), "sha256": self.sha256, "metric": info.get("metric"),
-                "samples": info.get("samples"), "holdout": info.get("holdout"),
+                "unit": info.get("unit"), "samples": info.get("samples"), "holdout": info.get("holdout"),
+                "bench": info.get("bench"),
                 "supernet": info.get("supernet")}
 
 
