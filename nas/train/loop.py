@@ -136,8 +136,13 @@ class Trainer:
 
     # --- the loop ---------------------------------------------------------------------------------
 
-    def fit(self) -> dict[str, Any]:
-        """Train to `recipe.epochs` (resuming from out_dir's checkpoint if there is one)."""
+    def fit(self, until_epoch: int | None = None) -> dict[str, Any]:
+        """Train to `recipe.epochs` (resuming from out_dir's checkpoint if there is one), or stop
+        after epoch `until_epoch` of the same schedule: a race of short trainings continues the
+        survivors' runs later instead of starting a shorter recipe (see nas/search/finalists.py)."""
+        if until_epoch is not None and until_epoch < 1:
+            raise ValueError(f"until_epoch: {until_epoch}, expected >= 1")
+        stop = min(self.recipe.epochs, until_epoch or self.recipe.epochs)
         self._open_run()
         deterministic = torch.are_deterministic_algorithms_enabled()
         if self.device.type == "cpu":
@@ -146,7 +151,7 @@ class Trainer:
             with StepProgress(self.total_steps, self.step, self.verbose) as bar:
                 if self.step and self.epoch < self.recipe.epochs:
                     bar.note(f"resumed at step {self.step} (epoch {self.epoch + 1}, batch {self.batch_in_epoch})")
-                while self.epoch < self.recipe.epochs:
+                while self.epoch < stop:
                     self._train_epoch(bar)
                     self._end_epoch(bar)
         finally:

@@ -1,0 +1,141 @@
+"""After the search: finalists spread over the budget's upper range, their latency measured end to
+end, and a race of real short trainings among them, so that the winner is chosen on what it
+measures and learns rather than only on what the table and the predictor say.
+
+- `pick_finalists`: K members of the search's accuracy/latency front within the budget, spread
+  evenly in latency over its upper part (not K near-duplicates of the single best prediction).
+- `verify`: each finalist timed with ONNX Runtime here (devices that can be measured here); those
+  whose measured latency exceeds the budget drop out. Every measurement is kept.
+- `race`: successive halving over the finalists with the standalone recipe: every finalist trains
+  the first rung (e.g. 1 of 4 epochs, the full recipe's schedule), the better half continues its
+  own run to the next rung, the best to the full recipe. Winner: the best val top-1 at the last
+  rung (never test). Each run is resumable (the trainer's run folder) and each result is recorded
+  in the study (user attribute `finalists`), so a killed refine resumes where it stood.
+  Not Optuna's SuccessiveHalvingPruner: it is asynchronous, and with finalists trained one after
+  another the first would always run to the end while each later one is judged against the few
+  before it; a synchronous halving over a fixed set gives every finalist the same comparison.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from nas.arch.schema import ArchConfig
+
+FINALISTS_ATTR = "finalists"
+
+
+@dataclass
+class Finalist:
+    trial: int
+    arch_hash: str
+    predicted_acc: float
+    predicted_ms: float
+    measured_ms: float | None = None
+    measured_spread_ms: tuple[float, float] | None = None  # p10, p90
+    fits: bool | None = None  # measured latency within the budget (None: not measured)
+    val_acc: dict[str, float] = field(default_factory=dict)  # epochs reached -> val top-1 there
+
+    def best_rung(self) -> tuple[int, float] | None:
+        if not self.val_acc:
+            return None
+        epochs = max(int(e) for e in self.val_acc)
+        return epochs, self.val_acc[str(epochs)]
+
+
+def pick_finalists(front: Sequence[Any], budget_ms: float, k: int, upper: float = 0.6) -> list[Any]:
+    """`k` rows of the front (objects with `.latency_ms` and `.accuracy`, within the budget) evenly
+    spread in latency over [upper x budget, budget]; where that part holds fewer than k, the
+    front's most accurate rows below it fill up."""
+    if k < 1:
+        raise ValueError(f"k: {k}, expected >= 1")
+    fitting = sorted((r for r in front if r.latency_ms <= budget_ms), key=lambda r: r.latency_ms)
+    high = [r for r in fitting if r.latency_ms >= upper * budget_ms]
+    if len(high) <= k:
+        rest = sorted((r for r in fitting if r not in high), key=lambda r: -r.accuracy)
+        return high + rest[:k - len(high)]
+    picks = sorted({round(i * (len(high) - 1) / (k - 1)) for i in range(k)} if k > 1 else {len(high) - 1})
+    return [high[i] for i in picks]
+
+
+def rungs(k: int, epochs: int, eta: int = 2) -> list[tuple[int, int]]:
+    """(epochs, finalists) per rung of a halving race of k finalists to the full `epochs`: the last
+    rung trains 1 to the end, each earlier one eta times as many for 1/eta of the epochs."""
+    if k < 1 or epochs < 1 or eta < 2:
+        raise ValueError(f"k/epochs/eta: {k}/{epochs}/{eta}, expected >= 1/>= 1/>= 2")
+    out = [(epochs, 1)]
+    while out[-1][1] < k and out[-1][0] > 1:
+        e, n = out[-1]
+        out.append((max(1, math.ceil(e / eta)), min(k, n * eta)))
+    out.reverse()
+    out[0] = (out[0][0], k)  # whatever halving left, the first rung holds every finalist
+    return out
+
+
+def verify(finalists: list[Finalist], archs: dict[str, ArchConfig], budget_ms: float,
+           measure: Callable[[ArchConfig], tuple[float, float, float]],
+           record: Callable[[list[Finalist]], None]) -> list[Finalist]:
+    """Measure each finalist not yet measured (median, p10, p90 ms); the ones that fit the budget."""
+    for f in finalists:
+        if f.measured_ms is None:
+            median, p10, p90 = measure(archs[f.arch_hash])
+            f.measured_ms, f.measured_spread_ms, f.fits = round(median, 4), (round(p10, 4), round(p90, 4)), \
+                median <= budget_ms
+            record(finalists)
+    return [f for f in finalists if f.fits]
+
+
+def race(entrants: list[Finalist], archs: dict[str, ArchConfig], epochs: int,
+         train: Callable[[ArchConfig, int], float], record: Callable[[], None], eta: int = 2) -> Finalist:
+    """Successive halving; `train(arch, until_epoch)` continues the arch's run of the `epochs`
+    recipe to `until_epoch` and returns its val top-1 there. Returns the winner."""
+    if not entrants:
+        raise ValueError("entrants: no finalist to race")
+    alive = list(entrants)
+    for until, keep in rungs(len(entrants), epochs, eta):
+        alive = alive[:keep]
+        for f in alive:
+            if str(until) not in f.val_acc:
+                f.val_acc[str(until)] = round(train(archs[f.arch_hash], until), 5)
+                record()
+        alive.sort(key=lambda f: -f.val_acc[str(until)])
+    return alive[0]
+
+
+def to_record(finalists: list[Finalist], **info: Any) -> dict[str, Any]:
+    """JSON-able state of the finalists, as kept in the study."""
+    return json.loads(json.dumps({**info, "finalists": [asdict(f) for f in finalists]}))
+
+
+def from_record(record: dict[str, Any]) -> list[Finalist]:
+    out = []
+    for f in record.get("finalists", []):
+        spread = f.get("measured_spread_ms")
+        out.append(Finalist(**{**f, "measured_spread_ms": tuple(spread) if spread else None}))
+    return out
+
+
+def run_dir_for(root: Path, arch: ArchConfig) -> Path:
+    return root / f"refine-{arch.arch_hash()}"
+
+
+def train_until(arch: ArchConfig, data: Any, out_dir: Path, epochs: int, until: int, batch_size: int,
+                seed: int = 0) -> float:
+    """Continue (or start) `arch`'s standalone run of the `epochs`-epoch recipe in `out_dir` up to
+    epoch `until`; its val top-1 after that epoch (read back from the run's metrics log, so a run
+    that already went further answers too)."""
+    from nas.builder import build_model
+    from nas.train import Trainer, make_recipe
+
+    recipe = make_recipe(epochs=epochs, resolution=arch.resolution, batch_size=batch_size, seed=seed)
+    trainer = Trainer(build_model(arch, seed=seed), data, recipe, out_dir, identity={"arch_hash": arch.arch_hash()},
+                      verbose=False)
+    trainer.fit(until_epoch=until)
+    for line in (out_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines():
+        rec = json.loads(line)
+        if rec.get("kind") == "epoch" and rec.get("epoch") == until:
+            return float(rec["val_acc"])
+    raise ValueError(f"{out_dir}: no val accuracy recorded for epoch {until}")
