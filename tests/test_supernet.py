@@ -375,9 +375,13 @@ def _step_rule(**sandwich):
     from nas.supernet.trainer import Sandwich, SupernetTrainer
     from nas.train import make_recipe
 
+    from nas.supernet.trainer import complexity_bands
+
     trainer = SupernetTrainer.__new__(SupernetTrainer)
     trainer.supernet, trainer.sandwich = Supernet(TINY), Sandwich(**sandwich)
     trainer.recipe = make_recipe(epochs=1, resolution=48, batch_size=8, seed=0)
+    trainer._bands = complexity_bands(TINY, trainer.sandwich.levels, 0, pool=64) \
+        if trainer.sandwich.sampling == "complexity" else None
     return trainer
 
 
@@ -414,6 +418,21 @@ def test_a_fixed_teacher_leads_every_step_and_the_drawn_layouts_are_unchanged():
     for step in range(10):
         fixed, *rest = trainers["fixed"].step_members(step)
         assert fixed == TINY.largest() and rest == trainers["layout"].step_members(step)
+
+
+def test_complexity_aware_sampling_keeps_consecutive_steps_within_one_macs_level():
+    """--sampling complexity (ElasticViT): students of a step share a MACs band, and the band moves
+    one level per step, so no step jumps from the space's smallest networks to its largest."""
+    trainer = _step_rule(num_random=2, sampling="complexity", levels=3)
+    bands, levels = trainer._bands, []
+    for step in range(12):
+        teacher, *students = trainer.step_members(step)
+        assert teacher == TINY.largest([s.block for s in teacher.stages]) and len(students) == 3
+        low, high = bands.band(step)
+        levels.append(bands.edges.index(low))
+        assert sum(low <= bands.counts.arch(a)[1] <= high for a in students) >= 2  # rejection sampling found them
+    assert levels[:6] == [0, 1, 2, 1, 0, 1]
+    assert trainer.step_members(5) == trainer.step_members(5)
 
 
 def test_standalone_training_can_start_from_a_members_inherited_weights(run_cli, trained, small, tmp_path):

@@ -36,6 +36,14 @@ while short standalone training favours shallow, wide networks. Measured over th
 with per-depth stems: stage 2 at depth 1 then costs nothing, a depth-1 stem 3 points, but the
 members' ranking does not improve (README, Supernet).
 
+With sampling="complexity" (ElasticViT, Tang et al. 2023: complexity-aware sampling), the
+step's students are drawn within one MACs band of the space (bands: quantiles of a random pool),
+and the band walks up and down one level per step, so consecutive steps never jump between the
+space's smallest and largest networks: the teacher stays the drawn layout's largest member, the
+smallest member is left out (it belongs to the lowest band only). Why: the weights shared by
+members of very different size receive conflicting gradients from one step to the next (the
+cause ElasticViT gives for hybrid supernets ranking poorly); bounded steps reduce that conflict.
+
 Resolution: the loader yields the batch at the space's largest resolution; each member sees it
 resized to its own resolution (members are trained as they will be evaluated).
 
@@ -61,10 +69,12 @@ from nas.supernet.evaluate import (calibration_batches, epoch_snapshot, evaluate
 from nas.supernet.supernet import Supernet
 from nas.train import Recipe, Trainer
 from nas.train.losses import classification_loss
+from predictors.accuracy.features import UnitCounts
 
 
 TEACHERS = ("layout", "fixed")
 CORNERS = ("none", "shallow")
+SAMPLINGS = ("uniform", "complexity")
 
 
 @dataclass(frozen=True)
@@ -77,6 +87,8 @@ class Sandwich:
     teacher: str = "layout"  # "layout": the drawn layout's largest member; "fixed": the space's (module doc)
     corners: str = "none"  # "shallow": the drawn layout's widest member at the smallest depths too (module doc)
     calib_batches: int = 4  # BN recalibration batches for the epoch-end validation
+    sampling: str = "uniform"  # "complexity": students within a MACs band that moves one level a step
+    levels: int = 4  # MACs bands for sampling="complexity"
 
     def __post_init__(self) -> None:
         if self.num_random < 0:
@@ -91,6 +103,10 @@ class Sandwich:
             raise UserError(f"--corners {self.corners!r}: expected one of {', '.join(CORNERS)}")
         if self.calib_batches < 1:
             raise UserError(f"--calib-batches {self.calib_batches}: expected >= 1")
+        if self.sampling not in SAMPLINGS:
+            raise UserError(f"--sampling {self.sampling!r}: expected one of {', '.join(SAMPLINGS)}")
+        if self.levels < 2:
+            raise UserError(f"--levels {self.levels}: expected >= 2")
 
 
 class SupernetTrainer(Trainer):
@@ -111,6 +127,8 @@ class SupernetTrainer(Trainer):
         self.keep_epochs = keep_epochs  # not part of the run's identity: it changes what is kept, not trained
         self._calibration: list[torch.Tensor] | None = None
         self.step_ce: list[torch.Tensor] = []  # each member's label cross-entropy at the last step (diagnostics)
+        self._bands = complexity_bands(supernet.space, sandwich.levels, recipe.seed) \
+            if sandwich.sampling == "complexity" else None
 
     def step_members(self, step: int) -> list[ArchConfig]:
         """[largest, smallest, (widest shallow,) random...] for optimizer step `step` (same on
@@ -119,6 +137,10 @@ class SupernetTrainer(Trainer):
         space = self.supernet.space
         rng = random.Random(mix_seed(self.recipe.seed, step, 0x5A4D))
         layout = [rng.choice(st.families) for st in space.stages]
+        if self._bands is not None:
+            low, high = self._bands.band(step)
+            return [space.largest(layout)] + [self._bands.draw(space, rng, low, high)
+                                              for _ in range(self.sandwich.num_random + 1)]
         members = [space.largest(layout), space.smallest(layout)] + \
             ([space.widest_shallow(layout)] if self.sandwich.corners == "shallow" else []) + \
             [space.sample(rng) for _ in range(self.sandwich.num_random)]
@@ -163,3 +185,46 @@ class SupernetTrainer(Trainer):
         arch = self.supernet.member(arch)
         model = recalibrate_bn(self.supernet.extract(arch), self._calibration, arch.resolution)
         return evaluate_model(model, split, arch.resolution, self.recipe.batch_size, self.dist)
+
+
+class ComplexityBands:
+    """MACs bands of a space (quantiles of a random pool) and the band of each training step."""
+
+    def __init__(self, edges: list[float], counts: UnitCounts) -> None:
+        self.edges, self.counts = edges, counts
+
+    @property
+    def levels(self) -> int:
+        return len(self.edges) - 1
+
+    def band(self, step: int) -> tuple[float, float]:
+        """A triangle wave over the levels (0, 1, .., L-1, L-2, .., 1, 0, 1, ..): one level per step."""
+        period = 2 * (self.levels - 1)
+        k = step % period
+        level = k if k < self.levels else period - k
+        return self.edges[level], self.edges[level + 1]
+
+    def draw(self, space: Any, rng: random.Random, low: float, high: float, tries: int = 64) -> ArchConfig:
+        """A uniform member whose MACs lie in [low, high] (rejection sampling; after `tries` draws,
+        the one closest to the band)."""
+        best, best_gap = None, float("inf")
+        for _ in range(tries):
+            arch = space.sample(rng)
+            macs = self.counts.arch(arch)[1]
+            gap = max(low - macs, macs - high, 0.0)
+            if gap == 0.0:
+                return arch
+            if gap < best_gap:
+                best, best_gap = arch, gap
+        return best
+
+
+def complexity_bands(space: Any, levels: int, seed: int, pool: int = 256) -> ComplexityBands:
+    """`levels` bands of equal share of a random pool of `pool` members, from its least to its
+    most MACs (the same for a seed, so a resumed run draws the same students)."""
+    counts = UnitCounts()
+    rng = random.Random(mix_seed(seed, 0xC0B1))
+    macs = sorted(counts.arch(space.sample(rng))[1] for _ in range(pool))
+    edges = [float(macs[0])] + [float(macs[round(len(macs) * k / levels)]) for k in range(1, levels)] + \
+        [float(macs[-1])]
+    return ComplexityBands(edges, counts)
