@@ -28,3 +28,5 @@ def read_json(path: str | os.PathLike[str], what: str, missing: str = "file not 
         raise UserError(f"{path}: {missing}") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise UserError(f"{path}: not a readable {what} ({exc})") from None
+    except RecursionError:
+        raise UserError(f"{path}: not a readable {what} (nested too deeply)") from None

@@ -7,6 +7,16 @@ from nas.arch import parse_arch
 from nas.cli.main import main
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _own_probe_cache(tmp_path_factory):
+    """This test run's own cache of the machine's speed probe (`predictors/latency/machine.py`),
+    inherited by the processes tests start: made-up tables carry the probe this run remembers,
+    so that no other run's probe (another test run's build refreshes it) makes them look foreign."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HYBRID_NAS_CACHE", str(tmp_path_factory.mktemp("probe-cache")))
+        yield
+
+
 @pytest.fixture
 def tiny_arch_dict() -> dict:
     return {

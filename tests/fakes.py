@@ -5,14 +5,16 @@ import math
 from typing import Iterable
 
 from nas.blocks.units import Unit, arch_units
+from predictors.latency.machine import here
 from predictors.latency.table import Entry, LatencyTable, runtime_info
 
 
 def fake_table(units: Iterable[Unit], resolutions: list[int], device: str = "host") -> LatencyTable:
-    """A table measured-looking (on this machine's runtime, so it draws no warning) over `units`:
-    30 us plus 1 us per 1000 input values (deterministic)."""
+    """A table measured-looking over `units`: 30 us plus 1 us per 1000 input values (deterministic),
+    with this machine's fingerprint and the very probe this machine remembers (cached for the
+    session, so also in subprocesses), so that it reads as `measured` here and draws no warning."""
     table = LatencyTable(device=device, kind="measured", **runtime_info(1), created="2024-01-01T00:00:00+00:00",
-                         resolutions=sorted(resolutions), overhead_us=20.0)
+                         resolutions=sorted(resolutions), overhead_us=20.0, machine=here(1))
     for unit in units:
         us = 30.0 + 1e-3 * math.prod(unit.inputs[0])
         table.entries[unit.key] = Entry(us=us, p10=us * 0.9, p90=us * 1.2, n=20, op=unit.op, args=dict(unit.args),

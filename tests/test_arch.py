@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from nas.arch import ArchConfig, load_arch, loads_arch, parse_arch, save_arch
 from nas.arch.schema import json_schema
+from nas.atomic import path_name_problem
 from nas.builder import build_model
 from nas.errors import UserError
 from pathlib import Path
@@ -115,7 +116,7 @@ _stage = st.one_of(
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(resolution=st.integers(32, 96), stem_depth=st.integers(1, 3), stages=st.lists(_stage, min_size=1, max_size=3),
-       name=st.text(min_size=1, max_size=20))
+       name=st.text(min_size=1, max_size=20).filter(lambda n: path_name_problem(n) is None))
 def test_any_valid_config_round_trips_canonically_and_runs(tmp_path_factory, resolution, stem_depth, stages, name):
     arch = parse_arch({"name": name, "resolution": resolution, "num_classes": 7, "stem": {"depth": stem_depth},
                        "stages": stages})

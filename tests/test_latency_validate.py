@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from nas.blocks.units import arch_units
 from predictors.latency.validate import Sample, evaluate, metrics
 
 
@@ -79,3 +80,55 @@ def test_the_validate_command_times_real_subnets_and_reports_the_measurements_ow
     report = json.loads((tmp_path / "v" / "validate.json").read_text())
     assert report["samples"] == 4 and report["measurement_repeatability"]["subnets"] == 4
     assert all(p["measured_ms"] > 0 for p in report["points"])
+
+
+def test_figures_are_given_per_resolution_and_as_a_share_of_the_measurements_own_agreement():
+    samples = [Sample(**{**s.__dict__, "resolution": 64 if i % 2 else 224,
+                         "medians_ms": (s.measured_ms, s.measured_ms * (1.08 if i % 4 == 0 else 1.02))})
+               for i, s in enumerate(_samples(per_unit_ms=0.0, scale=1.0, noise=0.04))]
+    result = evaluate(samples)
+    rep, lut = result["measurement_repeatability"], result["lut"]
+    assert rep["within_5pct"] == 0.75 and rep["within_10pct"] == 1.0  # one subnet in four repeats only within 8%
+    assert result["lut_vs_measurement_noise"]["within_5pct"] == pytest.approx(lut["within_5pct"] / 0.75, abs=1e-4)
+    by_res = result["per_resolution"]
+    assert set(by_res) == {"64", "224"} and sum(r["samples"] for r in by_res.values()) == 40
+    series = result["_series"]
+    for r, fig in by_res.items():
+        idx = np.array([s.resolution == int(r) for s in samples])
+        assert fig["lut"] == metrics(series["lut"][idx], series["measured"][idx])
+        assert fig["measurement_repeatability"]["subnets"] == idx.sum()
+
+
+def test_validate_times_the_zoo_in_the_same_passes_and_reports_it_apart(tmp_path, monkeypatch):
+    from predictors.latency import validate as v
+    from predictors.latency.predict import predict
+    from search_spaces.hybrid import HybridSpace
+    from search_spaces.reference import load_zoo_scaled
+    from fakes import fake_table
+
+    zoo = [load_zoo_scaled(name, 64, 1000) for name in ("repvit_m0_9", "mobilevit_xxs")]
+    table = fake_table([*HybridSpace(num_classes=1000).units(64), *(u for a in zoo for u in arch_units(a))], [64])
+    monkeypatch.setattr(v, "zoo_archs", lambda t: zoo)
+    monkeypatch.setattr(v, "measure_arch", lambda arch, threads: (predict(arch, table).ms * 1.04,) * 3)
+    report = v.validate(table, tmp_path / "host.json", 4, 0, tmp_path / "v", store=False, zoo=True)
+    z = report["zoo"]
+    assert [m["name"] for m in z["models"]] == [a.name for a in zoo] and z["of"] == 2 and z["within_5pct"] == 2
+    assert all(m["error_pct"] == pytest.approx(100 * (1 / 1.04 - 1), abs=0.01) for m in z["models"])
+    assert report["samples"] == 4 and report["table_label"] == "measured"  # the zoo is not among the subnets
+
+
+def test_the_repeatability_benchmark_runs_at_tiny_size(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    out = tmp_path / "rep.json"
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "latency_repeatability.py"
+    done = subprocess.run([sys.executable, str(script), "--samples", "3", "--tiny", "--out", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(out.read_text())
+    assert set(report["protocols"]) == {"current", "interleaved", "interleaved_p10", "pinned", "undisturbed"}
+    assert all(0 <= p["within_5pct"] <= p["within_10pct"] <= 1 for p in report["protocols"].values())
+    assert report["machine"]["fingerprint"]["probe"]["models"] and report["samples"] == 3

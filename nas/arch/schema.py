@@ -10,9 +10,11 @@ import hashlib
 import json
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, ValidationError,
+                      field_validator, model_validator)
 
 from nas.arch.stages import (
+    EXACT_INT,
     Activation,
     FormerStage,
     LeViTStage,
@@ -21,9 +23,11 @@ from nas.arch.stages import (
     MV2Stage,
     RepViTStage,
 )
+from nas.atomic import path_name_problem
 from nas.errors import UserError
 
 SCHEMA_ID = "hybrid-nas/arch/v1"
+MAX_NESTING = 64  # JSON levels an ArchConfig file may nest (meta included); real ones use about 5
 
 StageSpec = Annotated[
     Union[MV2Stage, RepViTStage, MobileViTStage, LGLStage, LeViTStage, FormerStage],
@@ -38,12 +42,13 @@ class StemSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    depth: int = Field(1, ge=1, le=4)
-    channels: int = Field(16, ge=8, le=256)
-    strides: int = Field(ge=0, le=4, description="how many leading layers have stride 2 (default: all)")
-    kernel: Literal[3, 4] = Field(3, description="4: a single 4x4 stride-4 patchify conv (EdgeViT)")
+    depth: StrictInt = Field(1, ge=1, le=4)
+    channels: StrictInt = Field(16, ge=8, le=256)
+    strides: StrictInt = Field(ge=0, le=4, description="how many leading layers have stride 2 (default: all)")
+    kernel: Annotated[Literal[3, 4], EXACT_INT] = Field(3, description="4: a single 4x4 stride-4 patchify conv "
+                                                                     "(EdgeViT)")
     act: Activation = "hswish"
-    last_act: bool = Field(True, description="False: no activation after the last conv (LeViT, RepViT)")
+    last_act: StrictBool = Field(True, description="False: no activation after the last conv (LeViT, RepViT)")
 
     @model_validator(mode="before")
     @classmethod
@@ -69,12 +74,12 @@ class HeadSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    channels: int = Field(0, ge=0, le=4096, description="0: no 1x1 conv before pooling")
-    hidden: int = Field(0, ge=0, le=4096, description="0: no hidden FC after pooling")
+    channels: StrictInt = Field(0, ge=0, le=4096, description="0: no 1x1 conv before pooling")
+    hidden: StrictInt = Field(0, ge=0, le=4096, description="0: no hidden FC after pooling")
     act: Activation = "hswish"
     norm: Literal["none", "bn", "ln"] = "none"
-    distill: bool = False
-    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    distill: StrictBool = False
+    dropout: StrictFloat = Field(0.0, ge=0.0, lt=1.0)
 
 
 class ArchConfig(BaseModel):
@@ -83,13 +88,22 @@ class ArchConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     schema_: Literal["hybrid-nas/arch/v1"] = Field(SCHEMA_ID, alias="schema")
-    name: str = Field("unnamed", min_length=1, max_length=128)
-    resolution: int = Field(ge=32, le=1024)
-    num_classes: int = Field(1000, ge=2, le=100_000)
+    name: str = Field("unnamed", min_length=1, max_length=128,
+                      description="also a file and folder name (runs/<name>): no '/', '\\', '..' or control characters")
+    resolution: StrictInt = Field(ge=32, le=1024)
+    num_classes: StrictInt = Field(1000, ge=2, le=100_000)
     stem: StemSpec = StemSpec(depth=1, channels=16, strides=1)
     stages: list[StageSpec] = Field(min_length=1, max_length=12)
     head: HeadSpec = HeadSpec()
     meta: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_a_file_name(cls, name: str) -> str:
+        problem = path_name_problem(name)
+        if problem:
+            raise ValueError(problem)
+        return name
 
     @property
     def uses_tokens(self) -> bool:
@@ -137,22 +151,44 @@ def _describe(err: dict[str, Any]) -> str:
         return f"{_loc(err['loc'])}: unknown field"
     if kind == "literal_error":
         allowed = str(ctx.get("expected", "")).replace(" or ", ", ")
-        return f"{_loc(err['loc'])}: {value!r} is not one of [{allowed}]"
+        return f"{_loc(err['loc'])}: {_short(value)} is not one of [{allowed}]"
     if kind == "value_error":  # our own validators say 'field: problem'
-        field, _, problem = str(ctx.get("error", err["msg"])).partition(": ")
-        return f"{_loc(err['loc'])}.{field}: {problem}" if problem else f"{_loc(err['loc'])}: {field}"
+        message = str(ctx.get("error", err["msg"]))
+        field, _, problem = message.partition(": ")
+        if problem and field.isidentifier():
+            return f"{_loc(err['loc'])}.{field}: {problem}"
+        return f"{_loc(err['loc'])}: {message}"
     if kind == "union_tag_invalid":
         return (f"{_loc(err['loc'])}.{ctx.get('discriminator', 'block').strip(chr(39))}: "
                 f"{ctx.get('tag')!r} is not one of [{ctx.get('expected_tags')}]")
     if kind == "union_tag_not_found":
         return f"{_loc(err['loc'])}.block: required field is missing (one of {sorted(_FAMILY_TAGS)})"
-    return f"{_loc(err['loc'])}: {err['msg'][0].lower() + err['msg'][1:]} (got {value!r})"
+    return f"{_loc(err['loc'])}: {err['msg'][0].lower() + err['msg'][1:]} (got {_short(value)})"
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _too_deep(data: Any, limit: int) -> bool:
+    """Whether `data` nests lists/dicts more than `limit` levels (iteratively: no recursion to exhaust)."""
+    stack = [(data, 1)]
+    while stack:
+        value, level = stack.pop()
+        if isinstance(value, (dict, list)):
+            if level > limit:
+                return True
+            stack.extend((v, level + 1) for v in (value.values() if isinstance(value, dict) else value))
+    return False
 
 
 def parse_arch(data: Any, source: str = "arch") -> ArchConfig:
     """Validate a decoded JSON value; raise UserError naming the first wrong field."""
     if not isinstance(data, dict):
         raise UserError(f"{source}: expected a JSON object, got {type(data).__name__}")
+    if _too_deep(data, MAX_NESTING):
+        raise UserError(f"{source}: nested more than {MAX_NESTING} levels deep; not an architecture")
     schema = data.get("schema", SCHEMA_ID)
     if schema != SCHEMA_ID:
         raise UserError(f"{source}: schema: {schema!r} is not supported (expected {SCHEMA_ID!r})")
@@ -169,6 +205,8 @@ def loads_arch(text: str, source: str = "arch") -> ArchConfig:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise UserError(f"{source}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:
+        raise UserError(f"{source}: nested more than {MAX_NESTING} levels deep; not an architecture") from None
     return parse_arch(data, source)
 
 

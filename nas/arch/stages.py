@@ -5,14 +5,31 @@ downsampling layer (`stride: 2`); the family decides what that layer is, as its 
 (a stride-2 inverted residual for MV2/MobileViT, RepViT's separate downsampling block, EdgeViT's
 patch embedding, LeViT's shrink attention, Mobile-Former's stride-2 mobile sub-block).
 
-These classes are pure data (no torch): they are what the JSON says, validated. The modules that
-realise them live in `nas/blocks/<family>.py`, one per family.
+These classes are pure data (no torch): they are what the JSON says, validated. Numbers and flags
+are strict: `true` is not a depth, `"2"` is not a width and `1` is not a flag (an integer may
+stand for a float). The modules that realise them live in `nas/blocks/<family>.py`, one per family.
 """
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictFloat, StrictInt,
+                      model_validator)
+from pydantic_core import PydanticCustomError
+
+
+def _exact_int(value: Any) -> Any:
+    """An integer choice (`stride: 1`) must be an integer: `true` and `1.0` equal 1 but are not one."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise PydanticCustomError("int_type", "Input should be a valid integer")
+    return value
+
+
+EXACT_INT = BeforeValidator(_exact_int)  # for Literal[...] of ints, which pydantic cannot make strict
+OneOf12 = Annotated[Literal[1, 2], EXACT_INT]
+OneOf124 = Annotated[Literal[1, 2, 4], EXACT_INT]
+OneOf35 = Annotated[Literal[3, 5], EXACT_INT]
+OneOf357 = Annotated[Literal[3, 5, 7], EXACT_INT]
 
 Activation = Literal["relu", "relu6", "hswish", "swish", "gelu"]
 SEMode = Literal["none", "all", "alternate"]
@@ -24,9 +41,10 @@ setting `all`/`alternate` on the last stages; the search space offers it as one 
 class _Stage(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    depth: int = Field(ge=1, le=24, description="blocks in the stage (for attention families: transformer layers)")
-    width: int = Field(ge=8, le=2048, description="output channels of the stage")
-    stride: Literal[1, 2] = Field(2, description="2: the stage opens with its family's downsampling layer")
+    depth: StrictInt = Field(ge=1, le=24,
+                             description="blocks in the stage (for attention families: transformer layers)")
+    width: StrictInt = Field(ge=8, le=2048, description="output channels of the stage")
+    stride: OneOf12 = Field(2, description="2: the stage opens with its family's downsampling layer")
 
 
 class MV2Stage(_Stage):
@@ -36,9 +54,9 @@ class MV2Stage(_Stage):
     activations are written as several consecutive stages (stride-1 stages allowed)."""
 
     block: Literal["mv2"] = "mv2"
-    expand: float = Field(4.0, ge=1.0, le=8.0, description="hidden = make_divisible(block input channels * "
+    expand: StrictFloat = Field(4.0, ge=1.0, le=8.0, description="hidden = make_divisible(block input channels * "
                           "expand, 8); 1: no expansion conv (MobileNetV2's first block)")
-    kernel: Literal[3, 5, 7] = Field(3, description="depthwise kernel")
+    kernel: OneOf357 = Field(3, description="depthwise kernel")
     se: SEMode = Field("none", description="MobileNetV3 SE on the hidden features (hidden/4 rounded to 8, "
                        "ReLU, hard-sigmoid gate)")
     act: Activation = Field("relu6", description="activation after the expand and depthwise convs")
@@ -51,8 +69,8 @@ class RepViTStage(_Stage):
     or the width changes; `depth` counts the blocks after it (RepViT-M0.9: 2, 2, 14, 2)."""
 
     block: Literal["repvit"] = "repvit"
-    expand: float = Field(2.0, ge=1.0, le=6.0, description="FFN hidden = make_divisible(channels * expand, 8)")
-    kernel: Literal[3, 5, 7] = Field(3, description="depthwise kernel of the token mixer and the downsampling")
+    expand: StrictFloat = Field(2.0, ge=1.0, le=6.0, description="FFN hidden = make_divisible(channels * expand, 8)")
+    kernel: OneOf357 = Field(3, description="depthwise kernel of the token mixer and the downsampling")
     se: SEMode = Field("alternate", description="SE (rd 0.25, ReLU, sigmoid) after the token mixer; counted "
                        "from the first block after the downsampling layer, which itself has none")
     act: Activation = Field("gelu", description="FFN activation")
@@ -63,13 +81,13 @@ class MobileViTStage(_Stage):
     has `depth` layers of dimension `dim` on unfolded `patch` x `patch` patches."""
 
     block: Literal["mobilevit"] = "mobilevit"
-    dim: int = Field(ge=16, le=1024, description="transformer embedding dimension d")
-    mlp_ratio: float = Field(2.0, ge=1.0, le=6.0, description="FFN hidden = round(dim * mlp_ratio)")
-    heads: int = Field(4, ge=1, le=16, description="attention heads; must divide dim")
-    patch: Literal[1, 2, 4] = 2
-    expand: float = Field(4.0, ge=1.0, le=8.0, description="expansion of the opening MV2 (stride 2, or stride 1 "
+    dim: StrictInt = Field(ge=16, le=1024, description="transformer embedding dimension d")
+    mlp_ratio: StrictFloat = Field(2.0, ge=1.0, le=6.0, description="FFN hidden = round(dim * mlp_ratio)")
+    heads: StrictInt = Field(4, ge=1, le=16, description="attention heads; must divide dim")
+    patch: OneOf124 = 2
+    expand: StrictFloat = Field(4.0, ge=1.0, le=8.0, description="expansion of the opening MV2 (stride 2, or stride 1 "
                           "when the input width differs from `width`)")
-    kernel: Literal[3, 5] = Field(3, description="n of the block's local and fusion n x n convs")
+    kernel: OneOf35 = Field(3, description="n of the block's local and fusion n x n convs")
     act: Activation = "swish"
 
     @model_validator(mode="after")
@@ -84,11 +102,11 @@ class LGLStage(_Stage):
     (LocalAgg, GlobalSparseAttn over tokens sub-sampled by `sample_rate`, LocalProp)."""
 
     block: Literal["lgl"] = "lgl"
-    mlp_ratio: float = Field(4.0, ge=1.0, le=6.0, description="hidden = int(width * mlp_ratio) in both "
+    mlp_ratio: StrictFloat = Field(4.0, ge=1.0, le=6.0, description="hidden = int(width * mlp_ratio) in both "
                              "FFNs of a block (LocalAgg's conv FFN and the transformer's MLP)")
-    heads: int = Field(ge=1, le=16, description="attention heads; must divide width (EdgeViT: width // "
+    heads: StrictInt = Field(ge=1, le=16, description="attention heads; must divide width (EdgeViT: width // "
                        "head_dim, head_dim 36 for XXS, 48 for XS/S)")
-    sample_rate: Literal[1, 2, 4] = Field(2, description="r: one delegate token per r x r window attends; "
+    sample_rate: OneOf124 = Field(2, description="r: one delegate token per r x r window attends; "
                                           "1: plain attention and no LocalAgg, as the official last stage")
 
     @model_validator(mode="after")
@@ -104,10 +122,10 @@ class LeViTStage(_Stage):
     MLP) then `depth` pairs of attention-with-bias and MLP residual blocks, Hardswish activations."""
 
     block: Literal["levit"] = "levit"
-    heads: int = Field(ge=1, le=16, description="heads of the stage's attention blocks (independent of width)")
-    key_dim: int = Field(16, ge=8, le=64, description="query/key dim per head (LeViT's D)")
-    attn_ratio: float = Field(2.0, ge=1.0, le=4.0, description="value dim per head = attn_ratio * key_dim")
-    mlp_ratio: float = Field(2.0, ge=1.0, le=6.0)
+    heads: StrictInt = Field(ge=1, le=16, description="heads of the stage's attention blocks (independent of width)")
+    key_dim: StrictInt = Field(16, ge=8, le=64, description="query/key dim per head (LeViT's D)")
+    attn_ratio: StrictFloat = Field(2.0, ge=1.0, le=4.0, description="value dim per head = attn_ratio * key_dim")
+    mlp_ratio: StrictFloat = Field(2.0, ge=1.0, le=6.0)
 
 
 class FormerStage(_Stage):
@@ -118,22 +136,23 @@ class FormerStage(_Stage):
     bneck-lite (DW-expand, PW; no bridge, tokens pass by untouched)."""
 
     block: Literal["former"] = "former"
-    expand: float = Field(4.0, ge=1.0, le=8.0, description="stride-1 blocks: hidden = round(in_channels * "
+    expand: StrictFloat = Field(4.0, ge=1.0, le=8.0, description="stride-1 blocks: hidden = round(in_channels * "
                           "expand); lite: the integer channel multiplier of its depthwise conv")
-    down_expand: int = Field(6, ge=1, le=8, description="Mobile-Former-down: channel multiplier of the "
+    down_expand: StrictInt = Field(6, ge=1, le=8, description="Mobile-Former-down: channel multiplier of the "
                              "stride-2 depthwise conv (hidden = in_channels * down_expand)")
-    down_expand2: int = Field(4, ge=1, le=8, description="Mobile-Former-down: channel multiplier of "
+    down_expand2: StrictInt = Field(4, ge=1, le=8, description="Mobile-Former-down: channel multiplier of "
                               "its second depthwise conv (hidden = width * down_expand2)")
-    kernel: Literal[3, 5] = 3
-    tokens: int = Field(6, ge=1, le=16)
-    token_dim: int = Field(192, ge=16, le=1024)
-    heads: int = Field(4, ge=1, le=16, description="heads of the former's self-attention over the tokens")
-    bridge_heads: int = Field(2, ge=1, le=16, description="heads of the Mobile<->Former cross-attentions")
-    mlp_ratio: float = Field(2.0, ge=1.0, le=6.0, description="MLP ratio of the former sub-block")
-    groups: Literal[1, 2, 4] = Field(1, description="groups of the mobile path's 1x1 convs, each followed "
+    kernel: OneOf35 = 3
+    tokens: StrictInt = Field(6, ge=1, le=16)
+    token_dim: StrictInt = Field(192, ge=16, le=1024)
+    heads: StrictInt = Field(4, ge=1, le=16, description="heads of the former's self-attention over the tokens")
+    bridge_heads: StrictInt = Field(2, ge=1, le=16, description="heads of the Mobile<->Former cross-attentions")
+    mlp_ratio: StrictFloat = Field(2.0, ge=1.0, le=6.0, description="MLP ratio of the former sub-block")
+    groups: OneOf124 = Field(1, description="groups of the mobile path's 1x1 convs, each followed "
                                      "by a channel shuffle (Mobile-Former-26M: 4)")
-    lite: bool = Field(False, description="bneck-lite blocks (the paper's stage 1) instead of Mobile-Former blocks")
-    closing_bridge: bool = Field(False, description="end with one more Mobile->Former bridge on the stage "
+    lite: StrictBool = Field(False,
+                             description="bneck-lite blocks (the paper's stage 1) instead of Mobile-Former blocks")
+    closing_bridge: StrictBool = Field(False, description="end with one more Mobile->Former bridge on the stage "
                                  "output, so the classifier's token has seen the last feature map "
                                  "(the official models do this after their last block)")
 

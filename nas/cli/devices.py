@@ -27,12 +27,17 @@ def describe(device: str, path: Path) -> dict[str, str]:
     except UserError as exc:
         return {**row, "kind": "error", "error": str(exc)}
     est = table.estimate or {}
+    seen = table.provenance  # measured / calibrated here, another machine's, unverified, estimated
     if table.kind == "estimated":
         source = f"estimate: {est.get('fit', est.get('method', '?'))} from {est.get('from', {}).get('device', '?')}"
+    elif table.kind == "calibrated":
+        cal = table.calibration or {}
+        source = f"{seen.label}: {cal.get('method')} x{cal.get('scale')}, {table.threads} thread(s)"
     else:
-        source = f"cpu: {table.cpu}, ort {table.ort_version}, {table.threads} thread(s)"
+        where = table.machine.name if table.machine else f"{table.cpu}, ort {table.ort_version}, no speed probe"
+        source = f"{where}, {table.threads} thread(s)"
     validation = table.validation or {}
-    return {**row, "kind": table.kind, "source": source, "entries": str(len(table.entries)),
+    return {**row, "kind": seen.tag, "label": table.kind_note, "source": source, "entries": str(len(table.entries)),
             "resolutions": ",".join(map(str, table.resolutions)) or "-",
             **{f: _fmt(validation.get(f)) for f in VALIDATION_FIELDS},
             "loo_error_pct": _fmt(est.get("error_pct")) if table.kind == "estimated" else "-"}
@@ -52,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
     if not rows:
         print("no latency tables found; build one with `nas latency build --device host`")
         return 0
-    out = Table(title="latency tables (estimated ones are not measurements)")
+    out = Table(title="latency tables (estimated ones are not measurements; calibrated ones are another machine's "
+                      "scaled to this one)")
     cols = ("device", "kind", "source", "entries", "resolutions", *VALIDATION_FIELDS, "loo_error_pct")
     for col in cols:
         out.add_column(col.replace("_", " "), overflow="fold")

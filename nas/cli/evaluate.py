@@ -51,11 +51,12 @@ def latency_report(arch: ArchConfig, model: Any, device: str, table_path: str | 
         "measured_ms": round(measured, 4), "p10_ms": round(timing.p10_us / 1000, 4),
         "p90_ms": round(timing.p90_us / 1000, 4), "runs": timing.runs, "threads": threads,
         "host_predicted_ms": round(host_pred.ms, 4), "host_error_pct": round(100 * (host_pred.ms / measured - 1), 1),
+        "host_table_kind": host.provenance.tag, "host_table_label": host.kind_note,
     }
     if device != "host":
         table, _ = open_device_table(device, table_path)
         pred = predict(arch, table)
-        report["device"] = {"name": device, "kind": pred.kind, "predicted_ms": round(pred.ms, 4),
+        report["device"] = {"name": device, "kind": table.provenance.tag, "predicted_ms": round(pred.ms, 4),
                             "error_pct": pred.error_pct, "pipeline_ms": pred.pipeline_ms, "label": pred.label}
     return report
 
@@ -95,7 +96,8 @@ def _print(r: dict[str, Any]) -> None:
         return
     print(f"  latency measured on host: {lat['measured_ms']:.3f} ms  (p10 {lat['p10_ms']:.3f}, p90 "
           f"{lat['p90_ms']:.3f}; {lat['runs']} runs, ONNX Runtime, {lat['threads']} thread(s))")
-    print(f"  host table predicts {lat['host_predicted_ms']:.3f} ms  ({lat['host_error_pct']:+.1f}% vs measured)")
+    print(f"  host table ({lat['host_table_label']}) predicts {lat['host_predicted_ms']:.3f} ms  "
+          f"({lat['host_error_pct']:+.1f}% vs measured)")
     if "device" in lat:
         print(f"  {lat['device']['name']} table predicts {lat['device']['label']}")
 

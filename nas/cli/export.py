@@ -6,25 +6,18 @@ from pathlib import Path
 
 from nas.arch import load_arch
 from nas.builder import build_model
-from nas.checkpoint import load_state_dict
-from nas.errors import UserError
+from nas.cli.args import output_file, seed
 from nas.export import export_onnx
 
 
 def run(args: argparse.Namespace) -> int:
     arch = load_arch(args.arch)
-    out = Path(args.onnx)
-    if out.exists() and out.is_dir():
-        raise UserError(f"{out}: is a folder, expected an .onnx file path")
+    out = output_file("--onnx", Path(args.onnx))  # a folder, device node or FIFO is refused before the export
     model = build_model(arch, seed=args.seed)
     if args.weights:
-        state = load_state_dict(args.weights)
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            first = (missing or unexpected)[0]
-            what = "missing" if missing else "unexpected"
-            raise UserError(f"{args.weights}: weights do not fit {arch.name}: {what} key {first!r} "
-                            f"({len(missing)} missing, {len(unexpected)} unexpected)")
+        from nas.train.weights import load_weights_strict
+
+        load_weights_strict(model, args.weights)  # keys and shapes must fit exactly, or one line says where not
     export_onnx(model, arch.resolution, out)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB, {arch.name}, {arch.resolution}px, "
           f"dynamic batch, RepViT branches fused)")
@@ -38,5 +31,5 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("arch", help="architecture JSON file or reference-zoo name")
     p.add_argument("--onnx", required=True, metavar="FILE", help="output .onnx path")
     p.add_argument("--weights", metavar="CKPT", help="trained weights (state dict or nas checkpoint)")
-    p.add_argument("--seed", type=int, default=0, help="init seed when no weights are given (default 0)")
+    p.add_argument("--seed", type=seed, default=0, help="init seed when no weights are given (default 0)")
     p.set_defaults(func=run)

@@ -1,4 +1,4 @@
-"""`nas latency build|predict|show|validate|pack|import`: the latency-table builder and its uses."""
+"""`nas latency build|predict|show|validate|calibrate|pack|import`: the latency-table builder and its uses."""
 from __future__ import annotations
 
 import argparse
@@ -50,7 +50,8 @@ def run_predict(args: argparse.Namespace) -> int:
     if args.json:
         import json
         print(json.dumps({"arch": arch.name, "arch_hash": arch.arch_hash(), "device": table.device,
-                          "kind": table.kind, "ms": round(pred.ms, 4), "plain_ms": round(pred.plain_ms, 4),
+                          "kind": table.kind, "label": table.kind_note, "machine": table.provenance.where,
+                          "ms": round(pred.ms, 4), "plain_ms": round(pred.plain_ms, 4),
                           "error_pct": pred.error_pct, "pipeline_ms": pred.pipeline_ms, "table": str(path),
                           "sections": [{"name": n, "ms": round(ms, 4), "units": k} for n, ms, k in pred.sections]},
                          indent=2))
@@ -78,6 +79,14 @@ def run_show(args: argparse.Namespace) -> int:
     table, path = open_device_table(args.device, args.table)
     print(f"{path}: {table.label}, {len(table.entries)} units, resolutions {table.resolutions}")
     print(f"cpu {table.cpu}; onnxruntime {table.ort_version}; threads {table.threads}; created {table.created}")
+    if table.machine:
+        probe = table.machine.probe
+        print(f"measured on {table.machine.name}" + (f"; probe noise ±{probe.noise_pct:.0f}%, taken {probe.taken}"
+                                                     if probe else ""))
+    if table.calibration:
+        cal = table.calibration
+        print(f"calibrated from {cal.get('from')} ({cal.get('from_table')}): {cal.get('method')} "
+              f"x{cal.get('scale')}, leave-one-out fit error {cal.get('fit_error_pct')}% on the probe networks")
     c = table.correction
     print(f"per-call overhead {table.overhead_us:.1f} us; correction x{c.scale:.4f} {c.per_unit_us:+.1f} us/unit "
           f"{c.offset_us:+.1f} us ({c.note})")
@@ -122,5 +131,5 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     _common(sh)
     sh.set_defaults(func=run_show)
     # The longer sub-commands live next to the code they drive.
-    for extra in ("validate", "estimate", "pack", "import"):
+    for extra in ("validate", "calibrate", "estimate", "pack", "import"):
         importlib.import_module(f"predictors.latency.cli_{extra}").add_parser(s)

@@ -40,7 +40,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.filterwarnings("ignore", category=FutureWarning)
     try:
         args = build_parser().parse_args(argv)
-        return int(args.func(args) or 0)
+        from predictors.latency.machine import held_warnings  # a table's machine warning: after the output
+
+        with held_warnings():
+            return int(args.func(args) or 0)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -140,7 +140,7 @@ def _print_top(summary: dict, problem) -> None:
     if not summary["top"]:
         print(f"no trial within {problem.budget_ms:g} ms yet: more --trials, or a larger --budget")
         return
-    kind = problem.table.kind
+    kind = problem.table.provenance.tag  # measured / calibrated / estimated / on other machine
     out = Table(title=f"top architectures within {problem.budget_ms:g} ms")
     for col in ("rank", "trial", "accuracy %", f"latency ms ({kind})", "params M", "FLOPs M"):
         out.add_column(col, justify="right")

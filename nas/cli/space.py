@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from nas.cli.args import seed
 from search_spaces.hybrid import HybridSpace
 
 
@@ -33,5 +34,5 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        description="List the hybrid space's Optuna parameters with their choices and "
                                    "its size; --sample SEED prints one member as ArchConfig JSON.")
     p.add_argument("--json", action="store_true", help="print as JSON")
-    p.add_argument("--sample", type=int, metavar="SEED", help="print a uniformly sampled member")
+    p.add_argument("--sample", type=seed, metavar="SEED", help="print a uniformly sampled member")
     p.set_defaults(func=run)

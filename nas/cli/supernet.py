@@ -13,13 +13,13 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 
 import torch
 
 from nas.arch import load_arch
 from nas.atomic import atomic_write, atomic_write_text
 from nas.data import default_data_root, load_dataset
+from nas.cli.args import output_dir, output_file, seed
 from nas.cli.train import add_recipe_arguments
 from nas.train import DistEnv, make_recipe
 
@@ -38,6 +38,7 @@ def _train(args: argparse.Namespace, env: DistEnv) -> int:
     from nas.supernet.trainer import Sandwich, SupernetTrainer
 
     started = time.perf_counter()
+    out = output_dir("--out", args.out, create=False)  # a file there fails now, not after the data is read
     data = load_dataset(args.data or default_data_root())
     space = resolve_space(args.space, data.num_classes)
     sandwich = Sandwich(num_random=args.num_random, kd_temperature=args.kd_temperature, kd_weight=args.kd_weight,
@@ -45,7 +46,6 @@ def _train(args: argparse.Namespace, env: DistEnv) -> int:
     recipe = make_recipe(epochs=args.epochs, resolution=max(space.resolutions), batch_size=args.batch_size,
                          lr=args.lr, weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
                          label_smoothing=args.label_smoothing, clip_grad=args.clip_grad, seed=args.seed)
-    out = Path(args.out)
     supernet = Supernet(space, seed=args.seed, stem_sharing=args.stem_weights)
     trainer = SupernetTrainer(supernet, data, recipe, out, sandwich=sandwich, log_every=args.log_every,
                               checkpoint_every=args.checkpoint_every, verbose=not args.quiet, dist_env=env,
@@ -70,6 +70,8 @@ def run_eval(args: argparse.Namespace) -> int:
     from nas.supernet.evaluate import SubnetEvaluator, load_supernet
 
     archs = [load_arch(a) for a in args.archs]  # bad files fail before the slow loads
+    if args.out:
+        output_file("--out", args.out)
     supernet = load_supernet(args.supernet)
     data = load_dataset(args.data or default_data_root())
     evaluator = SubnetEvaluator(supernet, data, args.split, args.calib_batches, args.batch_size)
@@ -120,7 +122,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="'shared' (default): every stem depth slices one stem's weights; 'per-depth': one "
                         "stem per depth (a shared layer changes role with the depth)")
     t.add_argument("--calib-batches", type=int, default=4, help="BN recalibration batches at validation")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=seed, default=0)
     t.add_argument("--log-every", type=int, default=10, help="steps between metrics.jsonl lines")
     t.add_argument("--checkpoint-every", type=int, default=100, help="steps between checkpoints (default 100)")
     t.add_argument("--keep-epochs", action="store_true",

@@ -22,6 +22,7 @@ from nas import __version__
 from nas.arch import ArchConfig, load_arch, parse_arch, save_arch
 from nas.atomic import atomic_write, atomic_write_text
 from nas.builder import build_model
+from nas.cli.args import at_least, output_dir, seed
 from nas.data import default_data_root, load_dataset
 from nas.errors import UserError
 from nas.export import export_onnx
@@ -32,7 +33,7 @@ from nas.train import DistEnv, Trainer, load_initial_weights, load_teacher, make
 def trained_arch(arch: ArchConfig, resolution: int | None, num_classes: int | None, data_classes: int,
                  source: str) -> ArchConfig:
     """The arch as it will be trained: the data's class count (or a larger one) and resolution."""
-    num_classes = num_classes or data_classes
+    num_classes = data_classes if num_classes is None else num_classes
     if num_classes < data_classes:
         raise UserError(f"--num-classes {num_classes} is fewer than the {data_classes} classes in the data")
     return parse_arch({**arch.to_dict(), "num_classes": num_classes, "resolution": resolution or arch.resolution},
@@ -50,10 +51,10 @@ def run(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace, env: DistEnv, started: float) -> int:
     base = load_arch(args.arch)
+    out = output_dir("--out", Path(args.out) if args.out else Path("runs") / base.name, create=False)
     resolution = args.resolution or base.resolution
     data = load_dataset(args.data or default_data_root(), image_size=resolution)
     arch = trained_arch(base, args.resolution, args.num_classes, data.num_classes, str(args.arch))
-    out = Path(args.out) if args.out else Path("runs") / arch.name
     recipe = make_recipe(epochs=args.epochs, resolution=arch.resolution, batch_size=args.batch_size, lr=args.lr,
                          weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
                          label_smoothing=args.label_smoothing, clip_grad=args.clip_grad,
@@ -125,9 +126,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, required=True)
     p.add_argument("--out", metavar="DIR", help="run folder (default: runs/<arch name>)")
     add_recipe_arguments(p)
-    p.add_argument("--seed", type=int, default=0, help="init weights, data order, augmentation (default 0)")
+    p.add_argument("--seed", type=seed, default=0, help="init weights, data order, augmentation (default 0)")
     p.add_argument("--resolution", type=int, help="training resolution (default: the arch's)")
-    p.add_argument("--num-classes", type=int, help="classifier outputs (default: the data's class count)")
+    p.add_argument("--num-classes", type=at_least(2), help="classifier outputs (default: the data's class count)")
     p.add_argument("--init-from", metavar="CKPT", help="start from these weights: a trained model's (shapes must "
                                                         "match exactly) or a supernet's (supernet.pt or its run "
                                                         "folder: the arch inherits its slice; it must be a member)")

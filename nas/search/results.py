@@ -97,7 +97,8 @@ def _arch(ctx: SearchContext, row: Row, name: str) -> ArchConfig:
     estimate = table.estimate or {}
     return problem.space.decode(row.params).model_copy(update={"name": name}).with_meta(search={
         "study": ctx.study, "trial": row.number, "device": table.device, "budget_ms": problem.budget_ms,
-        "latency_ms": round(row.latency_ms, 4), "latency_kind": table.kind,
+        "latency_ms": round(row.latency_ms, 4), "latency_kind": table.provenance.tag,
+        "latency_label": table.kind_note,
         "latency_error_pct": estimate.get("error_pct"), "latency_pipeline_ms": estimate.get("pipeline_ms"),
         "latency_table": {"path": ctx.table_path, "sha256": ctx.table_sha256},
         "accuracy": round(row.accuracy, 5), "accuracy_source": problem.source.describe(),

@@ -129,19 +129,36 @@ class BuildReport:
 
 
 def open_or_create(path: Path, device: str, threads: int, resolutions: list[int]) -> LatencyTable:
-    """The table to continue (with its journal folded in) or a new one with a fresh overhead."""
+    """The table to continue (with its journal folded in) or a new one with a fresh overhead and
+    this machine's fingerprint (a full speed probe, which also refreshes this machine's cached one).
+    One table holds one machine's timings: a table of another machine is not continued here; one
+    from before fingerprints, whose CPU string and ORT version are this machine's, is taken as the
+    user's own interrupted build and given this machine's fingerprint."""
+    from predictors.latency.machine import here, static_fingerprint
+
     if path.exists() or journal_path(path).exists():
         if not path.exists():  # killed before the first fold: the journal alone holds the work
             raise UserError(f"{path}: missing, but {journal_path(path).name} exists; delete the journal to start over")
         table = load_table(path, with_journal=True)
         if table.kind != "measured" or table.device != device:
-            raise UserError(f"{path}: holds a {table.kind} table for {table.device!r}, not a measured {device!r} one")
+            raise UserError(f"{path}: holds a {table.kind} table for {table.device!r}, not a measured {device!r} one "
+                            "(delete it, or pass --out FILE)")
         if table.threads != threads:
             raise UserError(f"{path}: was measured with --threads {table.threads}, not {threads}")
+        if table.machine is None:
+            mine = static_fingerprint(threads)
+            if (table.cpu, table.ort_version) != (mine.cpu, mine.ort_version):
+                raise UserError(f"{path}: was measured on {table.cpu} with ORT {table.ort_version}, not this machine "
+                                f"({mine.cpu}, ORT {mine.ort_version}): pass --out FILE for this machine's own table")
+            table.machine = here(threads, fresh=True, quick=False)
+        elif table.provenance.where == "elsewhere":
+            raise UserError(f"{path}: is {table.provenance.label}, not this machine: its timings cannot be continued "
+                            "here; pass --out FILE for this machine's own table")
         table.resolutions = sorted(set(table.resolutions) | set(resolutions))
         return table
     overhead = call_overhead_us(threads)
-    return new_table(device, "measured", threads, resolutions, overhead.median_us)
+    return new_table(device, "measured", threads, resolutions, overhead.median_us,
+                     machine=here(threads, fresh=True, quick=False))
 
 
 def build_table(path: Path, device: str = "host", threads: int = 1, resolutions: list[int] | None = None,

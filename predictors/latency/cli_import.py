@@ -19,6 +19,10 @@ def run_import(args: argparse.Namespace) -> int:
     from predictors.latency.probe import load_results, measured_table
     from predictors.latency.table import save_table
 
+    from nas.cli.args import output_file
+
+    if args.out:
+        output_file("--out", args.out)
     rows, info, source = load_results(args.results)
     reference, ref_path = open_device_table(args.device, args.table)
     report = measured_table(rows, info, reference, args.device)
@@ -40,13 +44,20 @@ def run_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _device_name(text: str) -> str:
+    from nas.cli.args import path_name  # the default table file is runs/latency/<device>.json
+
+    return path_name(text)
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("import", help="turn a probe pack's results into a measured table",
                        description="Read results.csv written by a probe pack's runner (or a zip holding it and "
                                    "run_info.json), check it, and write a measured table for the device, with "
                                    "unit descriptions from the device's current table.")
     p.add_argument("results", help="results.csv or a .zip containing it")
-    p.add_argument("--device", default="pixel6", help="device the results were measured on (default pixel6)")
+    p.add_argument("--device", default="pixel6", type=_device_name,
+                   help="device the results were measured on (default pixel6)")
     p.add_argument("--table", metavar="FILE", help="table the pack was made from (default: the device's)")
     p.add_argument("--out", metavar="FILE", help="table file (default runs/latency/<device>.json)")
     p.add_argument("--allow-partial", action="store_true",

@@ -14,6 +14,9 @@ def run_pack(args: argparse.Namespace) -> int:
 
     if args.limit is not None and args.limit < 1:
         raise UserError(f"--limit: expected a positive integer, got {args.limit}")
+    from nas.cli.args import output_file
+
+    output_file("--out", args.out)  # before any unit is exported
     table, path = open_device_table(args.device, args.table)
     resolutions = _resolutions(args.resolutions) if args.resolutions else None
     keys = select_keys(table, resolutions, args.limit)

@@ -21,17 +21,21 @@ class Prediction:
     ms: float
     plain_ms: float  # before the correction
     device: str
-    kind: str  # "measured" | "estimated"
+    kind: str  # "measured" | "calibrated" | "estimated"
     sections: list[tuple[str, float, int]] = field(default_factory=list)  # (name, ms, units)
     error_pct: float | None = None  # estimated tables: their stated typical error
     pipeline_ms: float | None = None  # estimated from whole-pipeline figures: their fixed cost, not in `ms`
+    table: LatencyTable | None = field(default=None, repr=False, compare=False)
 
     @property
     def label(self) -> str:
+        """'0.412 ms on host (measured on <other machine>)': the table's provenance, decided (and
+        warned about) only when a prediction is shown, not for every one computed."""
         note = f" +/-{self.error_pct:.0f}%" if self.error_pct is not None else ""
         if self.pipeline_ms:
             note += f"; model only, a full app pipeline adds ~{self.pipeline_ms:.2f} ms"
-        return f"{self.ms:.3f} ms on {self.device} ({self.kind}{note})"
+        kind = self.table.provenance.label if self.table is not None else self.kind
+        return f"{self.ms:.3f} ms on {self.device} ({kind}{note})"
 
 
 def predict(arch: ArchConfig, table: LatencyTable, breakdown: bool = False) -> Prediction:
@@ -57,4 +61,4 @@ def predict(arch: ArchConfig, table: LatencyTable, breakdown: bool = False) -> P
     corrected = c.scale * plain + c.per_unit_us * count + c.offset_us
     estimate = table.estimate or {}
     return Prediction(corrected / 1000, plain / 1000, table.device, table.kind, sections,
-                      estimate.get("error_pct"), estimate.get("pipeline_ms"))
+                      estimate.get("error_pct"), estimate.get("pipeline_ms"), table)

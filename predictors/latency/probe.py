@@ -16,7 +16,7 @@ import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 from nas.atomic import atomic_write
 from nas.blocks.units import Unit
@@ -102,13 +102,24 @@ class Row:
 
 def read_results(path: Path, text: str | None = None) -> dict[str, Row]:
     """Parse and check results.csv: exact header, numeric positive fields, p10 <= median <= p90, unique keys."""
-    text = path.read_text(encoding="utf-8") if text is None else text
+    if text is None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise UserError(f"{path}: not a results CSV (binary or not UTF-8 text)") from None
+        except OSError as exc:
+            raise UserError(f"{path}: cannot read ({exc.strerror})") from None
+    if "\0" in text:
+        raise UserError(f"{path}: not a results CSV (binary content)")
     reader = csv.reader(io.StringIO(text))
-    header = next(reader, None)
+    try:
+        header = next(reader, None)
+    except csv.Error as exc:
+        raise UserError(f"{path}: not a results CSV ({exc})") from None
     if header is None or tuple(h.strip() for h in header) != COLUMNS:
         raise UserError(f"{path}: expected the header {','.join(COLUMNS)}, got {','.join(header or []) or 'nothing'}")
     rows: dict[str, Row] = {}
-    for line, record in enumerate(reader, start=2):
+    for line, record in _records(reader, path):
         if not record or not any(f.strip() for f in record):
             continue
         if len(record) != len(COLUMNS):
@@ -136,6 +147,20 @@ def read_results(path: Path, text: str | None = None) -> dict[str, Row]:
     return rows
 
 
+def _records(reader: Any, path: Path) -> Iterator[tuple[int, list[str]]]:
+    """(line, fields) of the CSV after its header; a malformed line is a UserError naming it."""
+    line = 1
+    while True:
+        line += 1
+        try:
+            record = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise UserError(f"{path}: line {line}: not CSV ({exc})") from None
+        yield line, record
+
+
 def load_results(source: str | Path) -> tuple[dict[str, Row], dict[str, Any], Path]:
     """(rows, run_info, path) from results.csv or a zip holding results.csv (and run_info.json)."""
     from nas.safezip import safe_extract
@@ -144,6 +169,9 @@ def load_results(source: str | Path) -> tuple[dict[str, Row], dict[str, Any], Pa
     if not source.is_file():
         raise UserError(f"{source}: file not found")
     if not zipfile.is_zipfile(source):
+        with open(source, "rb") as fh:
+            if fh.read(4) == b"PK\x03\x04" or source.suffix.lower() == ".zip":
+                raise UserError(f"{source}: not a valid zip file (truncated or corrupt)")
         info_path = source.with_name("run_info.json")
         return read_results(source), _run_info(info_path) if info_path.is_file() else {}, source
     with tempfile.TemporaryDirectory() as tmp:
@@ -153,14 +181,18 @@ def load_results(source: str | Path) -> tuple[dict[str, Row], dict[str, Any], Pa
             raise UserError(f"{source}: expected one results.csv in the zip, found {len(found)}")
         info = found[0].with_name("run_info.json")
         label = Path(f"{source}:{found[0].relative_to(Path(tmp).resolve())}")
-        return (read_results(label, found[0].read_text(encoding="utf-8")),
+        try:
+            text = found[0].read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise UserError(f"{label}: not a results CSV (binary or not UTF-8 text)") from None
+        return (read_results(label, text),
                 _run_info(info) if info.is_file() else {}, label)
 
 
 def _run_info(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise UserError(f"{path}: unreadable run_info.json ({exc})") from None
     return data if isinstance(data, dict) else {}
 

@@ -1,8 +1,9 @@
 """The latency table file: a versioned JSON record of unit timings on one device.
 
-A table says where its numbers come from (device, `measured` or `estimated`, CPU model, ONNX
-Runtime version, threads, date), the runtime's per-call overhead, the correction fitted by
-validation, and one entry per unit key. Entries carry the unit's builder arguments and input
+A table says where its numbers come from (device, `measured`, `calibrated` or `estimated`, CPU
+model, ONNX Runtime version, threads, date, and the fingerprint of the machine it describes with
+its speed probe: `machine.py`, which also decides how outputs label a table), the runtime's
+per-call overhead, the correction fitted by validation, and one entry per unit key. Entries carry the unit's builder arguments and input
 shapes, so a table alone is enough to rebuild and re-measure any unit (`nas latency pack`).
 
 A build appends each finished entry to a journal next to the table (one fsynced JSON line), and
@@ -14,15 +15,14 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
-import platform
-import sys
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from nas.atomic import append_json_line, atomic_write_text, read_json_lines
 from nas.errors import UserError
+from predictors.latency.machine import Fingerprint, Verdict, cpu_model, verdict
 
 SCHEMA = "hybrid-nas/latency-table/v1"
 SCHEMA_VERSION = 1
@@ -61,7 +61,7 @@ class LatencyTable(BaseModel):
     model_config = ConfigDict(extra="forbid")
     schema_: Literal["hybrid-nas/latency-table/v1"] = Field(SCHEMA, alias="schema")
     device: str
-    kind: Literal["measured", "estimated"]
+    kind: Literal["measured", "calibrated", "estimated"]
     cpu: str
     ort_version: str
     threads: int = Field(ge=1)
@@ -71,34 +71,36 @@ class LatencyTable(BaseModel):
     correction: Correction = Correction()
     estimate: dict[str, Any] | None = Field(None, description="estimated tables: method, sources, error bars")
     validation: dict[str, Any] | None = None
+    machine: Fingerprint | None = Field(None, description="where it was measured (calibrated: the machine it "
+                                                          "was fitted to), with its speed probe")
+    calibration: dict[str, Any] | None = Field(None, description="calibrated tables: source machine and table, "
+                                                                 "method, scales, fit error on the probe networks")
     entries: dict[str, Entry] = {}
+    _path: Path | None = PrivateAttr(None)  # the file it was read from (warnings name it)
+    _verdict: Verdict | None = PrivateAttr(None)  # decided once (machine.verdict)
 
     def to_json(self) -> str:
         return json.dumps(self.model_dump(by_alias=True), indent=1, sort_keys=True) + "\n"
 
     @property
+    def provenance(self) -> Verdict:
+        """Whose timings these are, as far as this machine can tell (`machine.verdict`)."""
+        return verdict(self)
+
+    @property
     def label(self) -> str:
-        """How outputs name the table: 'pixel6 (estimated)' / 'host (measured)'."""
-        return f"{self.device} ({self.kind})"
+        """How outputs name the table: 'pixel6 (estimated)', 'host (measured)', 'host (measured on
+        AMD EPYC (2 cores, ort 1.32.0, probe 9.61 ms))', 'host (calibrated from ...)'."""
+        return f"{self.device} ({self.provenance.label})"
 
     @property
     def kind_note(self) -> str:
-        """'measured', or 'ESTIMATED ±11%' with the stated error (and ', model only' where a
-        pipeline cost is kept apart): what a search output says next to its latencies."""
-        if self.kind == "measured":
-            return "measured"
+        """What a search output says next to its latencies: the provenance label, or 'ESTIMATED
+        ±11%' with the stated error (and ', model only' where a pipeline cost is kept apart)."""
+        if self.kind != "estimated":
+            return self.provenance.label
         est = self.estimate or {}
         return f"ESTIMATED ±{est.get('error_pct', float('nan')):.0f}%" + (", model only" if est.get("pipeline_ms") else "")
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def runtime_info(threads: int) -> dict[str, Any]:
@@ -107,9 +109,11 @@ def runtime_info(threads: int) -> dict[str, Any]:
     return {"cpu": cpu_model(), "ort_version": ort.__version__, "threads": threads}
 
 
-def new_table(device: str, kind: str, threads: int, resolutions: list[int], overhead_us: float) -> LatencyTable:
+def new_table(device: str, kind: str, threads: int, resolutions: list[int], overhead_us: float,
+              machine: Fingerprint | None = None) -> LatencyTable:
     return LatencyTable(device=device, kind=kind, **runtime_info(threads), resolutions=sorted(resolutions),
-                        overhead_us=overhead_us, created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+                        overhead_us=overhead_us, created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                        machine=machine)
 
 
 def journal_path(path: Path) -> Path:
@@ -125,11 +129,15 @@ def load_table(path: str | os.PathLike[str], with_journal: bool = False) -> Late
         raise UserError(f"{path}: latency table not found") from None
     except OSError as exc:
         raise UserError(f"{path}: cannot read latency table ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not a latency table (binary, not JSON text)") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise UserError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg}); the file is corrupt or "
                         "truncated, rebuild it with `nas latency build`") from None
+    except RecursionError:
+        raise UserError(f"{path}: not a latency table (JSON nested too deeply)") from None
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a latency table object")
     schema = data.get("schema")
@@ -144,6 +152,7 @@ def load_table(path: str | os.PathLike[str], with_journal: bool = False) -> Late
         raise UserError(f"{path}: {where}: {err['msg']}") from None
     if with_journal:
         table.entries.update(read_journal(journal_path(path)))
+    table._path = path
     return table
 
 
@@ -167,15 +176,3 @@ def save_table(table: LatencyTable, path: str | os.PathLike[str]) -> Path:
     path = atomic_write_text(path, table.to_json())
     journal_path(path).unlink(missing_ok=True)
     return path
-
-
-def warn_if_foreign(table: LatencyTable, path: Path, threads: int | None = None) -> None:
-    """A measured table predicts this machine only if it was measured here, the same way."""
-    if table.kind != "measured":
-        return
-    here = runtime_info(table.threads)
-    diffs = [f"{k} {getattr(table, k)!r} vs here {here[k]!r}" for k in ("cpu", "ort_version")
-             if getattr(table, k) != here[k]]
-    if diffs:
-        print(f"warning: {path}: measured on another runtime ({'; '.join(diffs)}); predictions may not "
-              "hold here", file=sys.stderr)

@@ -2,7 +2,14 @@
 
 N members of the hybrid space (at the table's resolutions) are exported as users export them
 (`nas export`: inference form, dynamic batch) and timed end to end with the same ONNX Runtime
-settings as the table; each sample is appended to a journal so an interrupted run resumes.
+settings as the table, in two or more interleaved passes over the list (a fresh session each
+time); each timing is appended to a journal so an interrupted run resumes.
+
+The figures are stated against the measurement's own noise, measured in the same run on the same
+subnets: how often a subnet's first two timings agree within ±5% / ±10% is the most any predictor
+can score on this machine, so the table's shares are also given as a fraction of it, overall and
+per resolution. With `zoo`, the reference-zoo models are timed in the same passes and reported
+apart (the table's prediction as it stands, not part of any fit).
 
 Two predictors are compared on the same samples, both out-of-fold (2-fold: fitted on one half,
 scored on the other, so neither is graded on what it was fitted on):
@@ -67,14 +74,25 @@ def sample_archs(table: LatencyTable, n: int, seed: int) -> list[ArchConfig]:
     return archs
 
 
-def measure_network(model: "torch.nn.Module", resolution: int, threads: int) -> Timing:
-    """End-to-end ONNX Runtime timing of a built network at batch 1, exported as `nas export` does."""
+def zoo_archs(table: LatencyTable) -> list[ArchConfig]:
+    """The reference-zoo models at their own resolution, where the table covers it."""
+    from search_spaces.reference import load_zoo, zoo_names
+
+    return [a for a in (load_zoo(n) for n in zoo_names()) if a.resolution in table.resolutions]
+
+
+def network_onnx(model: "torch.nn.Module", resolution: int) -> bytes:
+    """A built network as `nas export` exports it (inference form, dynamic batch), for timing at batch 1."""
     import torch
 
     from nas.export import onnx_bytes
 
-    data = onnx_bytes(model, torch.zeros(1, 3, resolution, resolution), check=False)
-    session = make_session(data, threads)
+    return onnx_bytes(model, torch.zeros(1, 3, resolution, resolution), check=False)
+
+
+def measure_network(model: "torch.nn.Module", resolution: int, threads: int) -> Timing:
+    """End-to-end ONNX Runtime timing of a built network at batch 1, exported as `nas export` does."""
+    session = make_session(network_onnx(model, resolution), threads)
     return time_session(session, random_feeds(session), E2E_POLICY)
 
 
@@ -138,13 +156,16 @@ def out_of_fold(features: np.ndarray, y: np.ndarray) -> np.ndarray:
     return pred
 
 
-def metrics(pred: np.ndarray, measured: np.ndarray) -> dict[str, float]:
+def metrics(pred: np.ndarray, measured: np.ndarray) -> dict[str, float | None]:
+    """Shares within ±5% / ±10%, mean/max abs and mean signed relative error, Kendall tau (None
+    under 3 points, where a rank correlation says nothing)."""
     from scipy.stats import kendalltau
 
     err = (pred - measured) / measured
+    tau = float(kendalltau(pred, measured).statistic) if len(measured) >= 3 else None
     return {"within_5pct": float(np.mean(np.abs(err) <= 0.05)), "within_10pct": float(np.mean(np.abs(err) <= 0.10)),
             "mape": float(np.mean(np.abs(err))), "max_abs_pct": float(np.max(np.abs(err))),
-            "mean_signed_pct": float(np.mean(err)), "kendall_tau": float(kendalltau(pred, measured).statistic)}
+            "mean_signed_pct": float(np.mean(err)), "kendall_tau": tau}
 
 
 def repeatability(samples: list[Sample]) -> dict[str, Any] | None:
@@ -160,9 +181,31 @@ def repeatability(samples: list[Sample]) -> dict[str, Any] | None:
             "within_10pct": float(np.mean(err <= 0.10)), "median_abs_pct": float(np.median(err))}
 
 
+def against_noise(lut: dict[str, Any], rep: dict[str, Any] | None) -> dict[str, float | None] | None:
+    """The table's within-±5% / ±10% shares as a fraction of the measurement's own (1.0: as good
+    as the measurement agrees with itself); None without a repeatability figure."""
+    if rep is None:
+        return None
+    return {band: (round(lut[band] / rep[band], 4) if rep[band] else None) for band in ("within_5pct", "within_10pct")}
+
+
+def per_resolution(samples: list[Sample], lut: np.ndarray, flops: np.ndarray) -> dict[str, dict[str, Any]]:
+    """The same figures for each resolution's subnets (the plain sum errs most at small sizes)."""
+    measured = np.array([s.measured_ms for s in samples])
+    found: dict[str, dict[str, Any]] = {}
+    for r in sorted({s.resolution for s in samples}):
+        idx = np.array([s.resolution == r for s in samples])
+        rep = repeatability([s for s in samples if s.resolution == r])
+        lut_m = metrics(lut[idx], measured[idx])
+        found[str(r)] = {"samples": int(idx.sum()), "lut": lut_m,
+                         "flops_linear_out_of_fold": metrics(flops[idx], measured[idx]),
+                         "measurement_repeatability": rep, "lut_vs_measurement_noise": against_noise(lut_m, rep)}
+    return found
+
+
 def evaluate(samples: list[Sample]) -> dict[str, Any]:
     """Figures for the plain sum, the corrected table and the FLOPs line; which correction to keep;
-    and the measurement's own repeatability, the floor under all of them."""
+    and the measurement's own repeatability, the floor under all of them - overall and per resolution."""
     if len(samples) < 4:
         raise UserError(f"--samples: need at least 4 samples to fit and check a correction, got {len(samples)}")
     plain = np.array([s.plain_ms for s in samples])
@@ -174,6 +217,7 @@ def evaluate(samples: list[Sample]) -> dict[str, Any]:
     scale, per_unit_ms = fit_relative(lut_features, measured)
     plain_m, corrected_m = metrics(plain, measured), metrics(corrected, measured)
     use = corrected_m["mape"] < plain_m["mape"]
+    rep = repeatability(samples)
     return {
         "samples": len(samples),
         "lut_plain_sum": plain_m,
@@ -182,20 +226,24 @@ def evaluate(samples: list[Sample]) -> dict[str, Any]:
         "correction": {"scale": float(scale) if use else 1.0,
                        "per_unit_us": float(per_unit_ms) * 1000 if use else 0.0, "fitted_on": len(samples), "used": use},
         "lut": corrected_m if use else plain_m,
-        "measurement_repeatability": repeatability(samples),
+        "measurement_repeatability": rep,
+        "lut_vs_measurement_noise": against_noise(corrected_m if use else plain_m, rep),
+        "per_resolution": per_resolution(samples, corrected if use else plain, flops_pred),
         "_series": {"measured": measured, "lut": corrected if use else plain, "flops": flops_pred},
     }
 
 
-def machine_info() -> dict[str, Any]:
+def machine_info(threads: int = 1) -> dict[str, Any]:
+    """Where a report's figures were taken: versions, and this machine's fingerprint (with the speed
+    probe this process compares tables against), so that reports from two machines can be told apart."""
     import onnxruntime
     import torch
 
-    from predictors.latency.table import cpu_model
+    from predictors.latency.machine import cpu_model, here
 
     return {"cpu": cpu_model(), "cores": os.cpu_count(), "platform": platform.platform(),
             "python": platform.python_version(), "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
-            "numpy": np.__version__}
+            "numpy": np.__version__, "fingerprint": here(threads).model_dump()}
 
 
 def plot(result: dict[str, Any], table: LatencyTable, path: Path) -> None:
@@ -219,23 +267,38 @@ def plot(result: dict[str, Any], table: LatencyTable, path: Path) -> None:
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
 
 
+def zoo_report(archs: list[ArchConfig], samples: list[Sample], predicted_ms: list[float]) -> dict[str, Any]:
+    """Each zoo model's measurement (and its timings' spread) against the table's prediction."""
+    rows = [{"name": a.name, "resolution": a.resolution, "measured_ms": s.measured_ms, "medians_ms": list(s.medians_ms),
+             "predicted_ms": round(p, 4), "error_pct": round(100 * (p / s.measured_ms - 1), 2)}
+            for a, s, p in zip(archs, samples, predicted_ms)]
+    return {"models": rows, "within_10pct": sum(abs(r["error_pct"]) <= 10 for r in rows),
+            "within_5pct": sum(abs(r["error_pct"]) <= 5 for r in rows), "of": len(rows),
+            "measurement_repeatability": repeatability(samples)}
+
+
 def validate(table: LatencyTable, table_path: Path, n: int, seed: int, out_dir: Path,
              progress: Callable[[int, int], None] | None = None, store: bool = True,
-             repeats: int = 2) -> dict[str, Any]:
+             repeats: int = 2, zoo: bool = False) -> dict[str, Any]:
     """Measure, compare, write report JSON + PNG into out_dir and (store) the correction into the table."""
-    if table.kind != "measured":
-        raise UserError(f"{table_path}: only a measured table can be validated here ({table.label})")
+    if table.kind not in ("measured", "calibrated"):
+        raise UserError(f"{table_path}: only a measured or calibrated table can be validated here ({table.label})")
     archs = sample_archs(table, n, seed)
+    extra = zoo_archs(table) if zoo else []
     # Predicted first: a table that lacks a unit fails now, not after minutes of measuring; and
     # from the table as it is now (entries may have been retimed since a sample was timed).
-    plain = [predict(arch, table).plain_ms for arch in archs]
-    timed = collect(table, archs, out_dir / "samples.jsonl", repeats, progress)
-    samples = [replace(s, plain_ms=p, units=len(arch_units(a))) for s, p, a in zip(timed, plain, archs)]
+    preds = [predict(arch, table) for arch in archs + extra]
+    timed = collect(table, archs + extra, out_dir / "samples.jsonl", repeats, progress)
+    samples = [replace(s, plain_ms=p.plain_ms, units=len(arch_units(a)))
+               for s, p, a in zip(timed[:len(archs)], preds, archs)]
     result = evaluate(samples)
+    if zoo:
+        result["zoo"] = zoo_report(extra, timed[len(archs):], [p.ms for p in preds[len(archs):]])
     plot(result, table, out_dir / "validate.png")
     series = result.pop("_series")
-    report = {"table": str(table_path), "device": table.device, "timings_per_subnet": repeats, "kind": table.kind, "table_created": table.created,
-              "threads": table.threads, "seed": seed, "machine": machine_info(), **result,
+    report = {"table": str(table_path), "device": table.device, "timings_per_subnet": repeats, "kind": table.kind,
+              "table_label": table.provenance.label, "table_created": table.created,
+              "threads": table.threads, "seed": seed, "machine": machine_info(table.threads), **result,
               "points": [{"arch_hash": s.arch_hash, "resolution": s.resolution, "flops": s.flops,
                           "measured_ms": s.measured_ms, "p10_ms": s.p10_ms, "p90_ms": s.p90_ms,
                           "plain_ms": s.plain_ms, "lut_ms": float(l), "flops_ms": float(f)}
