@@ -149,10 +149,20 @@ def proxy_features(args: argparse.Namespace, hashes: list[str], archs: list[Arch
 
 
 def weight_sharing_features(args: argparse.Namespace, archs: list[ArchConfig]) -> dict[str, np.ndarray]:
+    """The supernet-fitted predictor, and every ratings file beside the bench
+    (benchmarks/supernet_fewshot.py: one-shot and few-shot inherited accuracies)."""
     out = {}
     committed = load_predictor(SUPERNET_PREDICTOR)
     if all(committed.space.contains(a)[0] for a in archs):  # a bench of the space it was fitted on
         out["supernet-fitted predictor (committed)"] = committed.predict(archs)
+    for path in sorted(args.bench.glob("ratings-*.json")):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        missing = [a.name for a in archs if a.arch_hash() not in data["ratings"]]
+        if missing:
+            print(f"warning: {path}: {len(missing)} bench members unrated (first {missing[0]}); rerun "
+                  "benchmarks/supernet_fewshot.py; left out", file=sys.stderr)
+            continue
+        out[f"supernet: {data['label']}"] = np.array([data["ratings"][a.arch_hash()] for a in archs], dtype=float)
     if args.supernet:
         from nas.supernet.evaluate import SubnetEvaluator, load_supernet
 
@@ -225,6 +235,9 @@ def fitted_predictors(archs: list[ArchConfig], truth: np.ndarray, features: dict
                                         "one forward/backward per proxy (~1 s)")}
     if all(n in features for n in EARLY):
         sets["encoding+size+epoch 1"] = (np.hstack([encoding, columns(SIZE + EARLY)]), "one epoch of training")
+    for name in (n for n in features if n.startswith("supernet: ")):  # the supernet as a predictor feature
+        sets[f"encoding+size+{name}"] = (np.hstack([encoding, columns(SIZE + (name,))]),
+                                         "a trained supernet, one inherited-weight evaluation (~1 s)")
     out = {}
     for set_name, (x, cost) in sets.items():
         for model_name, fit in MODELS.items():
@@ -233,7 +246,7 @@ def fitted_predictors(archs: list[ArchConfig], truth: np.ndarray, features: dict
             oof = out_of_fold(fit, x, truth, folds=min(5, len(truth) // 2), seed=0)
             out[f"fitted: {model_name} on {set_name}"] = (oof, {"model": model_name, "features": set_name,
                                                                "search_time_cost": cost,
-                                                               "needs_training": "epoch 1" in set_name})
+                                                               "needs_training": "training" in cost or "supernet" in cost})
     return out
 
 
@@ -311,8 +324,9 @@ def plot(report: dict[str, Any], path: Path) -> None:
         ax = fig.add_subplot(1, 2, col + 1)
         y = np.arange(len(names))
         vals = np.array([s[n][key] for n in names])
-        lo = vals - np.array([s[n][f"{key}_ci"][0] for n in names])
-        hi = np.array([s[n][f"{key}_ci"][1] for n in names]) - vals
+        # a percentile interval need not hold the point estimate on few members: clip, don't fail
+        lo = np.clip(vals - np.array([s[n][f"{key}_ci"][0] for n in names]), 0, None)
+        hi = np.clip(np.array([s[n][f"{key}_ci"][1] for n in names]) - vals, 0, None)
         ax.barh(y, vals, xerr=[lo, hi], color=["tab:orange" if n.startswith("fitted") else "tab:blue" for n in names])
         ceiling = report["ceiling"].get(key)
         if ceiling is not None and not math.isnan(ceiling):

@@ -195,3 +195,32 @@ def test_fit_on_the_bench_then_search_prints_the_predictors_unit(bench_env, run_
     search = best["meta"]["search"]
     assert search["accuracy_source"]["unit"] == "predicted 1-epoch test top-1 on data"
     assert search["accuracy_source"]["holdout"]["kendall_tau"] is not None
+
+
+def test_supernet_ratings_of_the_bench_one_shot_and_few_shot_feed_the_sources(bench_env, tmp_path):
+    root, data, env = bench_env
+    subprocess.run(_bench_cmd(root, data), env=env, capture_output=True, text=True, check=True, timeout=600)
+    base = [sys.executable, str(ROOT / "benchmarks" / "supernet_fewshot.py"), "--bench", str(root / "bench"),
+            "--data", str(data), "--runs", str(tmp_path / "runs")]
+    one_shot = tmp_path / "one-shot"
+    subprocess.run([sys.executable, "-m", "nas.cli.main", "supernet", "train", "--space", "tiny", "--data", str(data),
+                    "--epochs", "1", "--batch-size", "16", "--out", str(one_shot), "--quiet"], env=env, check=True,
+                   capture_output=True, timeout=600)
+    for extra in ([], ["--split-epochs", "1"]):
+        done = subprocess.run([*base, "--one-shot", str(one_shot), *extra], env=env, capture_output=True, text=True,
+                              timeout=900)
+        assert done.returncode == 0, done.stderr
+    ratings = {p.name: json.loads(p.read_text()) for p in (root / "bench").glob("ratings-*.json")}
+    assert set(ratings) == {"ratings-oneshot.json", "ratings-fewshot-s2-e1.json"}
+    assert all(len(r["ratings"]) == 6 and all(0 <= v <= 1 for v in r["ratings"].values()) for r in ratings.values())
+    assert len(ratings["ratings-fewshot-s2-e1.json"]["supernets"]) == len(SPACE.stages[2].families)
+    import accuracy_sources
+
+    out = tmp_path / "sources.json"
+    assert accuracy_sources.main(["--bench", str(root / "bench"), "--data", str(data), "--bootstrap", "10",
+                                  "--out", str(out)]) == 0
+    sources = json.loads(out.read_text())["sources"]
+    assert any(k.startswith("supernet: few-shot") for k in sources)
+    assert any(k.startswith("fitted: ridge on encoding+size+supernet: ") for k in sources)
+    for path in (root / "bench").glob("ratings-*.json"):
+        path.unlink()  # the other tests' bench stays as it was

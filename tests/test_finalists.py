@@ -68,3 +68,28 @@ def test_a_race_resumed_from_its_record_trains_nothing_twice():
     assert winner.arch_hash == max(truth, key=truth.get)  # the best val accuracy, at the full recipe
     assert len(calls) - before == 2  # the interrupted rung-2 run, then the final rung
     assert len(set(calls)) == len(calls) == 7  # 4 + 2 + 1 runs, none finished twice
+
+
+def test_choose_keeps_every_measurement_in_the_study_and_resumes_without_measuring_again(tmp_path):
+    import optuna
+
+    from nas.search.finalists import FINALISTS_ATTR, Plan, choose
+    from nas.search.results import Row
+
+    archs = [SPACE.sample(i) for i in range(6)]
+    front = [Row(i, 0.5 + 0.05 * i, 0.5 + 0.1 * i, True, SPACE.encode(a)) for i, a in enumerate(archs)]
+    measured = {a.arch_hash(): 0.5 + 0.1 * i + (0.3 if i == 5 else 0.0) for i, a in enumerate(archs)}  # 5 is slow
+    calls = []
+
+    def measure(arch):
+        calls.append(arch.arch_hash())
+        return (measured[arch.arch_hash()],) * 3
+
+    study = optuna.create_study(direction="maximize")
+    plan = Plan(k=3, verify=True)
+    chosen, record = choose(study, front, SPACE, 1.05, plan, tmp_path, measure=measure)
+    assert chosen.number == 4  # the most accurate finalist that measures within budget (5 measures 1.3 ms)
+    assert len(calls) == 3 and record["finalists"][-1]["fits"] is False
+    assert study.user_attrs[FINALISTS_ATTR]["finalists"] == record["finalists"]
+    again, _ = choose(study, front, SPACE, 1.05, plan, tmp_path, measure=measure)
+    assert again.number == 4 and len(calls) == 3  # resumed from the study's record

@@ -89,6 +89,27 @@ def test_extract_equals_active_for_members_of_every_family_at_every_stage(tiny_s
     assert {s.sample_rate for a in members for s in a.stages if s.block == "lgl"} == {1, 2, 4}
 
 
+def test_a_few_shot_sub_supernet_warm_starts_from_the_one_shot_weights_of_its_families(tiny_supernet):
+    """A sub-space keeping two of stage 2's families starts with the one-shot supernet's weights:
+    its members compute exactly what they computed in the one-shot supernet."""
+    import dataclasses
+
+    from nas.supernet.evaluate import warm_start
+
+    stages = list(TINY.stages)
+    stages[2] = dataclasses.replace(stages[2], families=("repvit", "former"))
+    sub_space = dataclasses.replace(TINY, stages=tuple(stages), name="tiny-s2")
+    sub = Supernet(sub_space, seed=1)
+    assert warm_start(sub, tiny_supernet) == []  # every tensor it has, the one-shot has too
+    assert not any(k.startswith("stages.2.lgl") for k in sub.state_dict())
+    arch = next(a for a in (sub_space.sample(i) for i in range(50)) if a.stages[2].block == "former")
+    x = torch.randn(2, 3, arch.resolution, arch.resolution)
+    with torch.no_grad():
+        assert torch.allclose(sub.extract(arch).eval()(x), tiny_supernet.extract(arch).eval()(x))
+    with pytest.raises(Exception, match="share no tensor"):
+        warm_start(Supernet(sub_space), torch.nn.Linear(2, 2))
+
+
 def test_per_depth_stems_give_each_stem_depth_its_own_weights_and_extract_equals_active(tmp_path):
     from nas.errors import UserError
     from nas.supernet.evaluate import supernet_file

@@ -42,12 +42,23 @@ def _train(args: argparse.Namespace, env: DistEnv) -> int:
     data = load_dataset(args.data or default_data_root())
     space = resolve_space(args.space, data.num_classes)
     sandwich = Sandwich(num_random=args.num_random, kd_temperature=args.kd_temperature, kd_weight=args.kd_weight,
-                        teacher=args.teacher, corners=args.corners, calib_batches=args.calib_batches)
+                        teacher=args.teacher, corners=args.corners, calib_batches=args.calib_batches,
+                        sampling=args.sampling, levels=args.levels)
     recipe = make_recipe(epochs=args.epochs, resolution=max(space.resolutions), batch_size=args.batch_size,
                          lr=args.lr, weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
                          label_smoothing=args.label_smoothing, clip_grad=args.clip_grad, seed=args.seed)
     supernet = Supernet(space, seed=args.seed, stem_sharing=args.stem_weights)
-    trainer = SupernetTrainer(supernet, data, recipe, out, sandwich=sandwich, log_every=args.log_every,
+    identity = {}
+    if args.init_from:  # a resumed run's checkpoint overrides these weights
+        from nas.supernet.evaluate import load_supernet, supernet_path, warm_start
+
+        fresh = warm_start(supernet, load_supernet(args.init_from))
+        identity["init_from"] = str(supernet_path(args.init_from).resolve())
+        if fresh and not args.quiet:
+            print(f"warm start from {args.init_from}: {len(fresh)} tensors keep their initial values "
+                  f"(first: {fresh[0]})")
+    trainer = SupernetTrainer(supernet, data, recipe, out, sandwich=sandwich, identity=identity,
+                              log_every=args.log_every,
                               checkpoint_every=args.checkpoint_every, verbose=not args.quiet, dist_env=env,
                               keep_epochs=args.keep_epochs)
     summary = trainer.fit()
@@ -121,6 +132,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--stem-weights", default="shared", choices=("shared", "per-depth"),
                    help="'shared' (default): every stem depth slices one stem's weights; 'per-depth': one "
                         "stem per depth (a shared layer changes role with the depth)")
+    t.add_argument("--init-from", metavar="CKPT",
+                   help="warm start from another supernet (supernet.pt or its run folder): every tensor of "
+                        "the same name and shape, e.g. a few-shot sub-space from the one-shot supernet")
+    t.add_argument("--sampling", default="uniform", choices=("uniform", "complexity"),
+                   help="students of a step: uniform (the sandwich: the layout's smallest and --num-random "
+                        "random members) or complexity (ElasticViT: --num-random + 1 members within one MACs "
+                        "band that moves one level per step)")
+    t.add_argument("--levels", type=int, default=4, help="MACs bands for --sampling complexity (default 4)")
     t.add_argument("--calib-batches", type=int, default=4, help="BN recalibration batches at validation")
     t.add_argument("--seed", type=seed, default=0)
     t.add_argument("--log-every", type=int, default=10, help="steps between metrics.jsonl lines")

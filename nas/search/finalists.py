@@ -139,3 +139,59 @@ def train_until(arch: ArchConfig, data: Any, out_dir: Path, epochs: int, until: 
         if rec.get("kind") == "epoch" and rec.get("epoch") == until:
             return float(rec["val_acc"])
     raise ValueError(f"{out_dir}: no val accuracy recorded for epoch {until}")
+
+
+@dataclass
+class Plan:
+    """What the finalists stage does after the search (CLI: --verify, --refine K)."""
+
+    k: int = 5
+    verify: bool = False  # measure each finalist end to end here; keep the ones within budget
+    refine: bool = False  # race the finalists with real training (needs `data`)
+    epochs: int = 4  # the race's full recipe (the bench's: 4 epochs, batch 64)
+    batch_size: int = 64
+    threads: int = 1  # ONNX Runtime threads for the measurement (the table's)
+
+
+def choose(study: Any, front: Sequence[Any], space: Any, budget_ms: float, plan: Plan, run_dir: Path,
+           data: Any = None, measure: Callable[[ArchConfig], tuple[float, float, float]] | None = None
+           ) -> tuple[Any, dict[str, Any]]:
+    """Run the finalists stage on the search's front; returns (the winning row, the record kept in
+    the study and in finalists.json). Resumes from the study's record: finalists measured or
+    trained before a kill are not measured or trained again."""
+    rows = pick_finalists(front, budget_ms, plan.k)
+    if not rows:
+        raise ValueError(f"front: no member within {budget_ms:g} ms to choose from")
+    archs = {space.decode(r.params).arch_hash(): space.decode(r.params) for r in rows}
+    info = {"plan": asdict(plan), "budget_ms": budget_ms}
+    stored = study.user_attrs.get(FINALISTS_ATTR)
+    if stored and stored.get("plan") == info["plan"] and stored.get("budget_ms") == budget_ms \
+            and [f["arch_hash"] for f in stored.get("finalists", [])] == list(archs):
+        finalists = from_record(stored)
+    else:
+        finalists = [Finalist(r.number, h, round(r.accuracy, 5), round(r.latency_ms, 4)) for r, h in zip(rows, archs)]
+
+    def record(_: Any = None) -> None:
+        study.set_user_attr(FINALISTS_ATTR, to_record(finalists, **info))
+
+    record()
+    entrants = finalists
+    if plan.verify:
+        if measure is None:
+            raise ValueError("measure: verification needs a latency measurement")
+        entrants = verify(finalists, archs, budget_ms, measure, record)
+        if not entrants:
+            raise ValueError(f"finalists: none of the {len(finalists)} measures within {budget_ms:g} ms here")
+    entrants = sorted(entrants, key=lambda f: -f.predicted_acc)
+    if plan.refine:
+        if data is None:
+            raise ValueError("data: the race trains the finalists and needs a dataset")
+        winner = race(entrants, archs, plan.epochs,
+                      lambda arch, until: train_until(arch, data, run_dir_for(run_dir / "refine", arch), plan.epochs,
+                                                      until, plan.batch_size), record)
+    else:
+        winner = entrants[0]
+    record()
+    chosen = next(r for r, h in zip(rows, archs) if h == winner.arch_hash)
+    return chosen, {**to_record(finalists, **info), "winner": winner.arch_hash,
+                    "chosen_on": "val top-1 of the race" if plan.refine else "predicted accuracy"}

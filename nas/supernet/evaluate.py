@@ -198,3 +198,18 @@ def load_supernet(path: str | Path, ckpt: Any = None) -> Supernet:
         raise UserError(f"{path}: weights do not fit the supernet of its space (first mismatch: {what!r})")
     supernet.load_state_dict(state)
     return supernet.eval()
+
+
+def warm_start(supernet: Supernet, source: Supernet) -> list[str]:
+    """Copy into `supernet` every tensor `source` holds under the same name with the same shape: a
+    few-shot sub-supernet (a space with fewer families in some stage) starts from the one-shot
+    supernet's weights for the families it keeps. Returns the names left at their initial values
+    (e.g. a head whose input changes when the sub-space has no Mobile-Former stage); UserError if
+    nothing matched at all (the two spaces share no weights)."""
+    theirs = source.state_dict()
+    mine = supernet.state_dict()
+    copied = {k: v for k, v in theirs.items() if k in mine and mine[k].shape == v.shape}
+    if not copied:
+        raise UserError("warm start: the supernets share no tensor of the same name and shape")
+    supernet.load_state_dict({**mine, **copied})
+    return sorted(set(mine) - set(copied))
