@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
-from pathlib import Path
 
+from nas.cli.args import output_file
 from nas.cli.progress import counting_bar
 from nas.errors import UserError
 from predictors.latency.devices import open_device_table
@@ -26,7 +26,7 @@ def run_build(args: argparse.Namespace) -> int:
     from predictors.latency.measure import RunPolicy
 
     resolutions = _resolutions(args.resolutions) if args.resolutions else default_resolutions()
-    out = Path(args.out) if args.out else default_build_path(args.device)
+    out = output_file("--out", args.out) if args.out else default_build_path(args.device)
     if args.threads < 1:
         raise UserError(f"--threads: expected a positive integer, got {args.threads}")
     with counting_bar(f"measuring {args.device} units", args.quiet) as progress:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import re
 import sys
 import warnings
 from typing import Sequence
@@ -19,7 +21,16 @@ COMMANDS = ("search", "describe", "export", "zoo", "space", "latency", "devices"
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that reports usage errors as our one-line contract (exit 2, no usage dump)."""
+    """argparse that reports usage errors as our one-line contract (exit 2, no usage dump).
+
+    A value that starts with '-' and a digit (`--budget -1ms`, `--seed -1`, `--lr -1e-3`) is taken
+    as the flag's value, for its check to refuse with a reason, not as an unknown option: plain
+    argparse only does so for bare negative numbers, and says "expected one argument"."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # no option of ours starts like this; `.*` so that it holds whether argparse match()es or fullmatch()es
+        self._negative_number_matcher = re.compile(r"-\.?\d.*", re.DOTALL)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         raise UserError(f"{self.prog}: {message}")
@@ -43,13 +54,51 @@ def main(argv: Sequence[str] | None = None) -> int:
         from predictors.latency.machine import held_warnings  # a table's machine warning: after the output
 
         with held_warnings():
-            return int(args.func(args) or 0)
+            code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit-time flush
+        return code
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_one_line(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `nas space --json | head -1`: the reader has all it wanted
+        if not _stdout_pipe_closed():
+            raise  # some other pipe or socket broke: not the reader leaving, keep the traceback
+        _silence_stdout()
+        return 141  # 128 + SIGPIPE, as a process killed by it would report
+
+
+# Every character str.splitlines() breaks at, shown as its escape (\n, \x1e, \u2028).
+_LINE_BREAKS = {ord(c): c.encode("unicode_escape").decode() for c in "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"}
+
+
+def _one_line(message: str) -> str:
+    """The contract is one stderr line: a line break inside a value (a file name, a key) is shown escaped."""
+    return message.translate(_LINE_BREAKS)
+
+
+def _stdout_pipe_closed() -> bool:
+    """Whether stdout is a pipe whose reading end has gone (poll reports an error on it)."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so nothing more (the exit-time flush) writes to the closed pipe."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # no real file descriptor (captured in tests)
+        pass
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from nas.cli.args import output_dir, path_name, seed
 from nas.errors import UserError
 
 DEFAULT_TRIALS = 500
@@ -49,6 +50,7 @@ def run_search(args: argparse.Namespace) -> int:
         raise UserError(f"--trials: {args.trials}, expected a positive number")
     if args.supernet and args.predictor:
         raise UserError("--supernet and --predictor: give one accuracy source, not both")
+    output_dir("--out", args.out, create=False)  # a file or /proc/x there fails now, not after the setup
 
     from predictors.accuracy.model import DEFAULT_PREDICTOR, file_sha256
     from predictors.latency.devices import open_device_table
@@ -76,7 +78,7 @@ def run_search(args: argparse.Namespace) -> int:
     run_dir = Path(args.out) / study_name
     url = args.storage or default_url(run_dir)
     created = not run_dir.exists()
-    run_dir.mkdir(parents=True, exist_ok=True)
+    output_dir("--out", run_dir)
     try:
         storage = open_storage(url)
     except UserError:
@@ -166,8 +168,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--storage", metavar="URL", help="Optuna storage shared by workers: postgresql://..., "
                                                     "sqlite:///FILE, journal:FILE, memory (not persisted; "
                                                     "default: a journal file in the run folder)")
-    p.add_argument("--study", help="study name (default DEVICE-BUDGET-OBJECTIVE)")
+    p.add_argument("--study", type=path_name,
+                   help="study name, also the run folder's name: no '/' or '..' (default DEVICE-BUDGET-OBJECTIVE)")
     p.add_argument("--out", default="runs", help="parent folder of the run folder (default runs/)")
-    p.add_argument("--seed", type=int, default=0, help="sampler seed (default 0)")
+    p.add_argument("--seed", type=seed, default=0, help="sampler seed, 0 to 2**32-1 (default 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run_search)
