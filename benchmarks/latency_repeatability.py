@@ -45,7 +45,8 @@ import numpy as np  # noqa: E402
 from nas.atomic import atomic_write_text  # noqa: E402
 from nas.builder import build_model  # noqa: E402
 from predictors.latency.measure import DISTURBED_BELOW, RunPolicy, Timing, pinned, time_passes  # noqa: E402
-from predictors.latency.validate import E2E_POLICY, machine_info, network_onnx  # noqa: E402
+from predictors.latency.measure import network_onnx  # noqa: E402
+from predictors.latency.validate import E2E_POLICY, machine_info  # noqa: E402
 from reporting import machine, repo_path  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"

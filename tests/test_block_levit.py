@@ -10,13 +10,14 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nas.arch import load_arch, parse_arch
+from nas.arch import parse_arch
 from nas.arch.stages import LeViTStage as Spec
 from nas.blocks import StageContext
 from nas.blocks.levit import Attention, LeViTStage, attention_bias_index, build_stage
 from nas.builder import build_model
 from nas.export import onnx_bytes
 from nas.profile import count_params, inference_copy
+from search_spaces.reference import load_zoo
 
 
 def ctx(cin: int, size: tuple[int, int]) -> StageContext:
@@ -161,7 +162,7 @@ def test_low_resolution_network() -> None:
 def test_levit_128s_zoo_structure() -> None:
     """Official LeViT-128S: attention-bias tables 14x14 / 7x7 / 4x4 with heads 4, (8), 6, (16), 8
     (shrink heads in brackets), and 7.8M parameters as published (distillation head included)."""
-    arch = load_arch("levit_128s")
+    arch = load_zoo("levit_128s")
     model = build_model(arch)
     tables = [tuple(m.attention_biases.shape) for m in model.modules() if isinstance(m, Attention)]
     assert tables == [(4, 196)] * 2 + [(8, 196)] + [(6, 49)] * 3 + [(16, 49)] + [(8, 16)] * 4

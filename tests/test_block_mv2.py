@@ -13,13 +13,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from nas.arch import load_arch, parse_arch
+from nas.arch import parse_arch
 from nas.arch.stages import MV2Stage as Spec
 from nas.blocks import StageContext
 from nas.blocks.common import SqueezeExcite
 from nas.blocks.mv2 import InvertedResidual, build_stage, hidden_channels
 from nas.builder import build_model
 from nas.export import onnx_bytes
+from search_spaces.reference import load_zoo
 
 
 def ctx(cin: int, size: tuple[int, int] = (32, 32)) -> StageContext:
@@ -100,7 +101,7 @@ def test_onnx_parity_of_a_small_stage() -> None:
 
 
 def _hidden_widths(name: str) -> list[int]:
-    model = build_model(load_arch(name))
+    model = build_model(load_zoo(name))
     return [b.dw[0][0].out_channels for stage in model.stages for b in stage]
 
 
@@ -115,7 +116,7 @@ def test_mobilenetv3_small_075_blocks_match_the_tf_conv_defs() -> None:
 
 
 def test_efficientnet_lite2_depth_scaling_keeps_first_and_last_repeats() -> None:
-    arch = load_arch("efficientnet_lite2")
+    arch = load_zoo("efficientnet_lite2")
     assert [s.depth for s in arch.stages] == [1, 3, 3, 4, 4, 5, 1]  # ceil(1.2 * B0 repeats), ends fixed
     assert all(s.se == "none" and s.act == "relu6" for s in arch.stages)
 

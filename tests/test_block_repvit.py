@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from nas.arch import load_arch, parse_arch
+from nas.arch import parse_arch
 from nas.arch.stages import RepViTStage as Spec
 from nas.blocks import StageContext
 from nas.blocks.common import SqueezeExcite, fuse_model
@@ -21,6 +21,7 @@ from nas.blocks.repvit import RepVGGDW, RepViTBlock, RepViTDownsample, build_sta
 from nas.builder import build_model
 from nas.export import onnx_bytes
 from nas.profile import count_params, inference_copy
+from search_spaces.reference import load_zoo
 
 
 def ctx(cin: int, size: tuple[int, int] = (16, 16)) -> StageContext:
@@ -109,7 +110,7 @@ def test_repvit_m0_9_has_the_official_parameter_count() -> None:
     the unfused model with both classifiers; its heads carry one BatchNorm1d(384) each where our
     shared head has one, hence 2 * 384 fewer. Fused without the distillation head (as the README's
     5.1M is counted) every RepVGGDW collapses to one biased 3x3 DW conv."""
-    arch = load_arch("repvit_m0_9")
+    arch = load_zoo("repvit_m0_9")
     with_distill = parse_arch({**arch.to_dict(), "head": {**arch.head.model_dump(), "distill": True}})
     assert count_params(build_model(with_distill)) == 5_489_328 - 2 * 384
     fused = inference_copy(build_model(arch))

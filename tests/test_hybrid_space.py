@@ -7,10 +7,11 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nas.arch import load_arch, parse_arch
+from nas.arch import parse_arch
 from nas.builder import build_model
 from nas.profile import profile_arch
 from search_spaces.hybrid import HybridSpace
+from search_spaces.reference import load_zoo
 
 SPACE = HybridSpace(num_classes=10)
 
@@ -97,7 +98,7 @@ def test_flat_trials_ask_every_parameter_and_keep_the_ones_their_member_uses():
 
 
 def test_contains_says_why_not():
-    ok, reason = SPACE.contains(load_arch("repvit_m0_9"))
+    ok, reason = SPACE.contains(load_zoo("repvit_m0_9"))
     assert not ok and reason  # e.g. a 15-block stage is not among the depth choices
     arch = SPACE.sample(3)
     odd = parse_arch({**arch.to_dict(), "resolution": 100})
@@ -106,11 +107,11 @@ def test_contains_says_why_not():
 
 def test_range_from_below_mobilenetv3_small_at_64px_to_about_repvit_m1_0():
     smallest = profile_arch(SPACE.smallest())
-    mnv3 = load_arch("mobilenetv3_small_075")
+    mnv3 = load_zoo("mobilenetv3_small_075")
     mnv3_64 = profile_arch(parse_arch({**mnv3.to_dict(), "resolution": 64, "num_classes": 10}))
     assert smallest["flops"] < mnv3_64["flops"] and smallest["params"] < mnv3_64["params"]
     largest = profile_arch(SPACE.largest())
-    repvit = load_arch("repvit_m1_0")
+    repvit = load_zoo("repvit_m1_0")
     repvit_10 = profile_arch(parse_arch({**repvit.to_dict(), "num_classes": 10}))
     assert 0.7 <= largest["flops"] / repvit_10["flops"] <= 2.0
     assert 0.5 <= largest["params"] / repvit_10["params"] <= 2.0

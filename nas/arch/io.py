@@ -1,4 +1,5 @@
-"""Reading and writing ArchConfig files. A reference-zoo name is accepted wherever a path is."""
+"""Reading and writing ArchConfig files (a reference-zoo name is resolved one layer up, by
+`search_spaces.reference.resolve_arch`: the zoo is made of these files, not the other way round)."""
 from __future__ import annotations
 
 import os
@@ -12,12 +13,8 @@ MAX_ARCH_BYTES = 16 * 2**20  # an ArchConfig is a few kB; more is not one (or is
 
 
 def load_arch(ref: str | os.PathLike[str]) -> ArchConfig:
-    """Load from a JSON path, or from the reference zoo by name (`repvit_m0_9`)."""
+    """Load an ArchConfig JSON file; anything else is a one-line UserError naming it."""
     path = Path(ref)
-    if path.suffix != ".json" and not path.exists():
-        from search_spaces.reference import zoo_path  # local import: the zoo depends on this module
-
-        path = zoo_path(str(ref))
     try:
         # O_NONBLOCK only for the open: a FIFO nobody writes to then reads as empty instead of
         # hanging, while `<(cat a.json)` still blocks until its writer's data arrives

@@ -7,9 +7,10 @@ from typing import Any
 
 import torch
 
-from nas.arch import ArchConfig, load_arch
+from nas.arch import ArchConfig
 from nas.builder import build_model
 from nas.profile import count_flops, count_params, inference_copy
+from search_spaces.reference import resolve_arch
 
 _STAGE_KEYS = ("depth", "width", "stride")
 
@@ -52,7 +53,7 @@ def _print_table(info: dict[str, Any]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    info = describe(load_arch(args.arch))
+    info = describe(resolve_arch(args.arch))
     if args.json:
         print(json.dumps(info, indent=2))
     else:

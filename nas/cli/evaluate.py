@@ -17,6 +17,7 @@ from nas.arch import ArchConfig, load_arch
 from nas.builder import build_model
 from nas.data import default_data_root, load_dataset
 from nas.errors import UserError
+from search_spaces.reference import resolve_arch
 
 
 def resolve_model(model: str, weights: str | None) -> tuple[ArchConfig, Path]:
@@ -32,7 +33,7 @@ def resolve_model(model: str, weights: str | None) -> tuple[ArchConfig, Path]:
         return arch, weights_path
     if not weights:
         raise UserError(f"{model}: an architecture needs --weights (or pass a `nas train` run folder)")
-    return load_arch(model), Path(weights)
+    return resolve_arch(model), Path(weights)
 
 
 def latency_report(arch: ArchConfig, model: Any, device: str, table_path: str | None, threads: int | None

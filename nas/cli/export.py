@@ -4,14 +4,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from nas.arch import load_arch
+from search_spaces.reference import resolve_arch
 from nas.builder import build_model
 from nas.cli.args import output_file, seed
 from nas.export import export_onnx
 
 
 def run(args: argparse.Namespace) -> int:
-    arch = load_arch(args.arch)
+    arch = resolve_arch(args.arch)
     out = output_file("--onnx", Path(args.onnx))  # a folder, device node or FIFO is refused before the export
     model = build_model(arch, seed=args.seed)
     if args.weights:

@@ -41,10 +41,10 @@ def run_predict(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from nas.arch import load_arch
+    from search_spaces.reference import resolve_arch
     from predictors.latency.predict import predict
 
-    arch = load_arch(args.arch)
+    arch = resolve_arch(args.arch)
     table, path = open_device_table(args.device, args.table)
     pred = predict(arch, table, breakdown=True)
     if args.json:

@@ -16,12 +16,12 @@ import time
 
 import torch
 
-from nas.arch import load_arch
 from nas.atomic import atomic_write, atomic_write_text
 from nas.data import default_data_root, load_dataset
 from nas.cli.args import output_dir, output_file, seed
 from nas.cli.train import add_recipe_arguments
 from nas.train import DistEnv, make_recipe
+from search_spaces.reference import resolve_arch
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -80,7 +80,7 @@ def _train(args: argparse.Namespace, env: DistEnv) -> int:
 def run_eval(args: argparse.Namespace) -> int:
     from nas.supernet.evaluate import SubnetEvaluator, load_supernet
 
-    archs = [load_arch(a) for a in args.archs]  # bad files fail before the slow loads
+    archs = [resolve_arch(a) for a in args.archs]  # bad files fail before the slow loads
     if args.out:
         output_file("--out", args.out)
     supernet = load_supernet(args.supernet)

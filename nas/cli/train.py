@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from nas import __version__
-from nas.arch import ArchConfig, load_arch, parse_arch, save_arch
+from nas.arch import ArchConfig, parse_arch, save_arch
 from nas.atomic import atomic_write, atomic_write_text
 from nas.builder import build_model
 from nas.cli.args import at_least, output_dir, seed
@@ -28,6 +28,7 @@ from nas.errors import UserError
 from nas.export import export_onnx
 from nas.profile import count_params
 from nas.train import DistEnv, Trainer, load_initial_weights, load_teacher, make_recipe
+from search_spaces.reference import resolve_arch
 
 
 def trained_arch(arch: ArchConfig, resolution: int | None, num_classes: int | None, data_classes: int,
@@ -50,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace, env: DistEnv, started: float) -> int:
-    base = load_arch(args.arch)
+    base = resolve_arch(args.arch)
     out = output_dir("--out", Path(args.out) if args.out else Path("runs") / base.name, create=False)
     resolution = args.resolution or base.resolution
     data = load_dataset(args.data or default_data_root(), image_size=resolution)

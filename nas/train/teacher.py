@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nas.arch import load_arch
+from search_spaces.reference import resolve_arch
 from nas.builder import build_model
 from nas.errors import UserError
 from nas.train.weights import load_weights_strict
@@ -42,7 +43,7 @@ def load_teacher(ref: str, weights: str | None, num_classes: int) -> tuple[Froze
         arch = load_arch(path / "arch.json")
         weights = weights or str(path / "model.pt")
     else:
-        arch = load_arch(ref)
+        arch = resolve_arch(ref)
         if weights is None:
             raise UserError(f"{ref}: a teacher architecture needs its trained weights (--distill-weights), "
                             f"or pass a `nas train` run folder")

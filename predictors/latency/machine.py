@@ -202,8 +202,7 @@ QUICK_NAMES = frozenset(p.name for p in PROBES if p.quick)
 def take_probe(threads: int, quick: bool = True, passes: int = 3) -> Probe:
     """Time the probe networks here (the quick ones, or all), `passes` interleaved fresh-session passes."""
     from nas.builder import build_model
-    from predictors.latency.measure import DISTURBED_BELOW, RunPolicy, time_passes
-    from predictors.latency.validate import network_onnx
+    from predictors.latency.measure import DISTURBED_BELOW, RunPolicy, network_onnx, time_passes
 
     specs = [p for p in PROBES if p.quick or not quick]
     archs = {p.name: p.arch() for p in specs}

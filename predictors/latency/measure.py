@@ -150,3 +150,12 @@ def pinned(cpu: int | None = None) -> Iterator[int | None]:
         yield target
     finally:
         setter(0, before)
+
+
+def network_onnx(model: "torch.nn.Module", resolution: int) -> bytes:
+    """A built network as `nas export` exports it (inference form, dynamic batch), for timing at batch 1."""
+    import torch
+
+    from nas.export import onnx_bytes
+
+    return onnx_bytes(model, torch.zeros(1, 3, resolution, resolution), check=False)

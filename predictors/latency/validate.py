@@ -34,7 +34,7 @@ from nas.arch.schema import ArchConfig, parse_arch
 from nas.atomic import append_json_line, atomic_write, atomic_write_text, read_json_lines
 from nas.blocks.units import arch_units
 from nas.errors import UserError
-from predictors.latency.measure import RunPolicy, Timing, make_session, random_feeds, time_session
+from predictors.latency.measure import RunPolicy, Timing, make_session, network_onnx, random_feeds, time_session
 from predictors.latency.predict import predict
 from predictors.latency.table import Correction, LatencyTable, save_table
 
@@ -79,15 +79,6 @@ def zoo_archs(table: LatencyTable) -> list[ArchConfig]:
     from search_spaces.reference import load_zoo, zoo_names
 
     return [a for a in (load_zoo(n) for n in zoo_names()) if a.resolution in table.resolutions]
-
-
-def network_onnx(model: "torch.nn.Module", resolution: int) -> bytes:
-    """A built network as `nas export` exports it (inference form, dynamic batch), for timing at batch 1."""
-    import torch
-
-    from nas.export import onnx_bytes
-
-    return onnx_bytes(model, torch.zeros(1, 3, resolution, resolution), check=False)
 
 
 def measure_network(model: "torch.nn.Module", resolution: int, threads: int) -> Timing:

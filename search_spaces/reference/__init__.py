@@ -2,8 +2,10 @@
 JSON files, each with a `meta.published` block of the paper's figures."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+from nas.arch import ArchConfig, load_arch
 from nas.errors import UserError
 
 ZOO_DIR = Path(__file__).parent
@@ -20,13 +22,20 @@ def zoo_path(name: str) -> Path:
     return path
 
 
-def load_zoo(name: str):  # -> ArchConfig (import deferred: nas.arch imports this package lazily)
-    from nas.arch import load_arch
-
+def load_zoo(name: str) -> ArchConfig:
     return load_arch(zoo_path(name))
 
 
-def load_zoo_scaled(name: str, resolution: int, num_classes: int):
+def resolve_arch(ref: str | os.PathLike[str]) -> ArchConfig:
+    """What a user's ARCH argument names: an ArchConfig JSON file, or a reference-zoo model by
+    name (`repvit_m0_9`), wherever a command takes an architecture."""
+    path = Path(ref)
+    if path.suffix != ".json" and not path.exists():
+        return load_zoo(str(ref))
+    return load_arch(path)
+
+
+def load_zoo_scaled(name: str, resolution: int, num_classes: int) -> ArchConfig:
     """A zoo model for another dataset, by one rule for all: the same network, fed `resolution` px,
     with a `num_classes`-way classifier (how the search plots and the headline compare them)."""
     return load_zoo(name).model_copy(update={"resolution": resolution, "num_classes": num_classes})
