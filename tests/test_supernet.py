@@ -458,7 +458,7 @@ def test_complexity_aware_sampling_keeps_consecutive_steps_within_one_macs_level
 
 def test_standalone_training_can_start_from_a_members_inherited_weights(run_cli, trained, small, tmp_path):
     from nas.builder import build_model
-    from nas.train import load_initial_weights
+    from nas.supernet.evaluate import load_initial_weights
 
     member = space_from_dict(TRAIN_SPACE).sample(5)
     inherited = load_supernet(trained).member_state(member)

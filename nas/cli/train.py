@@ -27,7 +27,8 @@ from nas.data import default_data_root, load_dataset
 from nas.errors import UserError
 from nas.export import export_onnx
 from nas.profile import count_params
-from nas.train import DistEnv, Trainer, load_initial_weights, load_teacher, make_recipe
+from nas.supernet.evaluate import load_initial_weights
+from nas.train import DistEnv, Trainer, load_teacher, make_recipe
 from search_spaces.reference import resolve_arch
 
 

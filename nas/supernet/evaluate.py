@@ -21,13 +21,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from nas.arch.schema import ArchConfig
-from nas.checkpoint import load_checkpoint
+from nas.checkpoint import load_checkpoint, state_dict_of
 from nas.data import Dataset, Loader, Split, normalize, resize
 from nas.errors import UserError
 from nas.supernet.containers import STEM_SHARING
 from nas.supernet.spaces import space_from_dict
 from nas.supernet.supernet import Supernet
 from nas.train.distributed import DistEnv
+from nas.train.weights import load_weights_strict
 
 SUPERNET_FORMAT = "hybrid-nas/supernet/v1"
 CALIBRATION_SEED = 12345  # fixed: every member is recalibrated on the same images
@@ -213,3 +214,19 @@ def warm_start(supernet: Supernet, source: Supernet) -> list[str]:
         raise UserError("warm start: the supernets share no tensor of the same name and shape")
     supernet.load_state_dict({**mine, **copied})
     return sorted(set(mine) - set(copied))
+
+
+def load_initial_weights(model: nn.Module, arch: ArchConfig, path: str | Path) -> str:
+    """`--init-from`: a trained network's weights (exact fit), or a supernet (`supernet.pt`, its run
+    folder or its `checkpoint.pt`), from which `arch` inherits its slice of the shared weights (it
+    must be a member of the supernet's space). Returns what was loaded: 'weights' or 'supernet'."""
+    path = Path(path)
+    file = supernet_path(path)  # a folder: its supernet.pt or checkpoint.pt
+    ckpt = load_checkpoint(file)
+    if is_supernet_checkpoint(file, ckpt):
+        load_weights_strict(model, path, load_supernet(file, ckpt).member_state(arch))
+        return "supernet"
+    if path.is_dir():  # only a supernet's run folder stands for its weights
+        raise UserError(f"{path}: is a folder, expected a checkpoint file")
+    load_weights_strict(model, path, state_dict_of(ckpt, path))
+    return "weights"

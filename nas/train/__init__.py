@@ -9,6 +9,6 @@ from nas.train.distributed import DistEnv
 from nas.train.loop import Trainer
 from nas.train.recipe import Recipe, make_recipe
 from nas.train.teacher import FrozenTeacher, load_teacher
-from nas.train.weights import load_initial_weights, load_weights_strict
+from nas.train.weights import load_weights_strict
 
-__all__ = ["DistEnv", "FrozenTeacher", "Recipe", "Trainer", "load_initial_weights", "load_teacher", "load_weights_strict", "make_recipe"]
+__all__ = ["DistEnv", "FrozenTeacher", "Recipe", "Trainer", "load_teacher", "load_weights_strict", "make_recipe"]
