@@ -32,7 +32,7 @@ from nas.arch import save_arch  # noqa: E402
 from nas.atomic import atomic_write_text  # noqa: E402
 from nas.cli.main import main as nas  # noqa: E402
 from nas.data import default_data_root, load_dataset  # noqa: E402
-from nas.supernet.spaces import resolve_space  # noqa: E402
+from search_spaces.presets import resolve_space  # noqa: E402
 from reporting import machine, repo_path  # noqa: E402
 from supernet_rank import kendall_tau, pick_archs  # noqa: E402
 from supernet_recipe import BATCH, SPACE  # noqa: E402

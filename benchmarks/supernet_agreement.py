@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 from nas.arch.schema import ArchConfig  # noqa: E402
 from nas.atomic import atomic_write_text  # noqa: E402
-from nas.supernet.spaces import resolve_space  # noqa: E402
+from search_spaces.presets import resolve_space  # noqa: E402
 from supernet_rank import kendall_tau, pick_archs  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"

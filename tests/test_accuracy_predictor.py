@@ -11,7 +11,7 @@ import torch
 from nas.errors import UserError
 from nas.supernet import Supernet
 from nas.supernet.evaluate import supernet_file
-from nas.supernet.spaces import PRESETS
+from search_spaces.presets import PRESETS
 from predictors.accuracy.collect import collect_samples, sample_member
 from predictors.accuracy.encoding import SpaceEncoding
 from predictors.accuracy.model import fit_predictor, load_predictor

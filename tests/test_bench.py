@@ -16,7 +16,7 @@ import pytest
 
 from fakes import fake_npz_dataset, fake_table
 from nas.errors import UserError
-from nas.supernet.spaces import PRESETS
+from search_spaces.presets import PRESETS
 from predictors.accuracy.bench import (append_row, layout, make_jobs, read_bench, read_rows, shard_jobs,
                                        stratified_members)
 from predictors.accuracy.scoring import out_of_fold, rank_scores, size_classes

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pytest
 
 from nas.search.finalists import Finalist, from_record, pick_finalists, race, rungs, to_record, verify
-from nas.supernet.spaces import PRESETS
+from search_spaces.presets import PRESETS
 
 SPACE = PRESETS["tiny"](4)
 

@@ -249,7 +249,7 @@ def test_evaluate_labels_the_host_table_it_compares_with(tmp_path, tiny_arch, ca
 @pytest.mark.parametrize("tag", ["measured", "measured on other machine", "calibrated"])
 def test_best_json_records_the_tables_provenance(tmp_path, monkeypatch, run_cli, tag):
     from nas.arch import load_arch
-    from nas.supernet.spaces import PRESETS
+    from search_spaces.presets import PRESETS
     from predictors.accuracy.model import fit_predictor
 
     space = PRESETS["tiny"](10)

@@ -21,7 +21,7 @@ from optuna.trial import TrialState
 from nas.arch import load_arch
 from nas.search.problem import fastest_member
 from nas.search.storage import WORKER_ATTR, open_storage
-from nas.supernet.spaces import PRESETS
+from search_spaces.presets import PRESETS
 from predictors.accuracy.model import fit_predictor
 from predictors.latency.predict import predict
 from predictors.latency.table import save_table

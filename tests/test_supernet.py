@@ -20,7 +20,7 @@ from nas.builder import HybridNet
 from nas.checkpoint import load_checkpoint
 from nas.supernet import Supernet, space_from_dict, space_to_dict
 from nas.supernet.evaluate import epoch_snapshot, fit_resolution, load_supernet, recalibrate_bn
-from nas.supernet.spaces import PRESETS
+from search_spaces.presets import PRESETS
 from search_spaces.hybrid import HybridSpace
 from test_data import REAL, write_subset
 
@@ -256,7 +256,7 @@ SCRIPT = textwrap.dedent("""
     import json, os, signal, sys
     from nas.data import load_dataset
     from nas.supernet import Supernet
-    from nas.supernet.spaces import space_from_dict
+    from search_spaces.presets import space_from_dict
     from nas.supernet.trainer import Sandwich, SupernetTrainer
     from nas.train import Recipe
 

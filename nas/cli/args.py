@@ -74,3 +74,14 @@ def output_file(flag: str, path: str | os.PathLike[str]) -> Path:
         return atomic.check_output_file(path)
     except UserError as exc:
         raise UserError(f"{flag}: {exc}") from None
+
+
+def resolutions(text: str) -> list[int]:
+    """--resolutions 64,128: sorted distinct pixel sizes (32..1024)."""
+    try:
+        values = sorted({int(v) for v in text.split(",") if v.strip()})
+    except ValueError:
+        raise UserError(f"--resolutions: expected comma-separated integers like 64,128, got {text!r}") from None
+    if not values or any(v < 32 or v > 1024 for v in values):
+        raise UserError(f"--resolutions: expected pixel sizes between 32 and 1024, got {text!r}")
+    return values

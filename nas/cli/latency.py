@@ -4,20 +4,10 @@ from __future__ import annotations
 import argparse
 import importlib
 
-from nas.cli.args import output_file
+from nas.cli.args import output_file, resolutions
 from nas.cli.progress import counting_bar
 from nas.errors import UserError
 from predictors.latency.devices import open_device_table
-
-
-def _resolutions(text: str) -> list[int]:
-    try:
-        values = sorted({int(v) for v in text.split(",") if v.strip()})
-    except ValueError:
-        raise UserError(f"--resolutions: expected comma-separated integers like 64,128, got {text!r}") from None
-    if not values or any(v < 32 or v > 1024 for v in values):
-        raise UserError(f"--resolutions: expected pixel sizes between 32 and 1024, got {text!r}")
-    return values
 
 
 def run_build(args: argparse.Namespace) -> int:
@@ -25,15 +15,15 @@ def run_build(args: argparse.Namespace) -> int:
     from predictors.latency.devices import default_build_path
     from predictors.latency.measure import RunPolicy
 
-    resolutions = _resolutions(args.resolutions) if args.resolutions else default_resolutions()
+    wanted = resolutions(args.resolutions) if args.resolutions else default_resolutions()
     out = output_file("--out", args.out) if args.out else default_build_path(args.device)
     if args.threads < 1:
         raise UserError(f"--threads: expected a positive integer, got {args.threads}")
     with counting_bar(f"measuring {args.device} units", args.quiet) as progress:
-        report = build_table(out, args.device, args.threads, resolutions, RunPolicy(), limit=args.limit,
+        report = build_table(out, args.device, args.threads, wanted, RunPolicy(), limit=args.limit,
                              progress=progress)
     print(f"{report.path}: {report.measured} units measured in {report.seconds:.0f} s, {report.skipped} already there, "
-          f"{report.total} needed for resolutions {','.join(map(str, resolutions))}; {report.retimed} noisy timings retimed")
+          f"{report.total} needed for resolutions {','.join(map(str, wanted))}; {report.retimed} noisy timings retimed")
     return 0
 
 
@@ -132,4 +122,4 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     sh.set_defaults(func=run_show)
     # The longer sub-commands live next to the code they drive.
     for extra in ("validate", "calibrate", "estimate", "pack", "import"):
-        importlib.import_module(f"predictors.latency.cli_{extra}").add_parser(s)
+        importlib.import_module(f"nas.cli.latency_{extra}").add_parser(s)

@@ -23,7 +23,7 @@ from optuna.trial import TrialState
 from nas.errors import UserError
 from nas.search.problem import SearchProblem
 from nas.search.storage import WORKER_ATTR, fail_dead_workers_trials, worker_id
-from nas.supernet.spaces import space_to_dict
+from search_spaces.presets import space_to_dict
 
 SAMPLERS = ("tpe", "nsga2", "random")
 SURPLUS_ATTR = "surplus"

@@ -25,7 +25,7 @@ from nas.checkpoint import load_checkpoint, state_dict_of
 from nas.data import Dataset, Loader, Split, normalize, resize
 from nas.errors import UserError
 from nas.supernet.containers import STEM_SHARING
-from nas.supernet.spaces import space_from_dict
+from search_spaces.presets import space_from_dict
 from nas.supernet.supernet import Supernet
 from nas.train.distributed import DistEnv
 from nas.train.weights import load_weights_strict

@@ -147,7 +147,7 @@ def write_plan(folder: Path, members: Sequence[ArchConfig], jobs: Sequence[Job],
 
 def bench_space(folder: str | os.PathLike[str]) -> HybridSpace:
     """The space a bench's members were drawn from, as its plan records it."""
-    from nas.supernet.spaces import space_from_dict
+    from search_spaces.presets import space_from_dict
 
     _, _, info = read_plan(Path(folder))
     if "space_description" not in info:

@@ -25,7 +25,7 @@ import numpy as np
 from nas.arch.schema import ArchConfig
 from nas.atomic import atomic_write_text
 from nas.errors import UserError, read_json
-from nas.supernet.spaces import space_from_dict, space_to_dict
+from search_spaces.presets import space_from_dict, space_to_dict
 from predictors.accuracy.encoding import SpaceEncoding
 from predictors.accuracy.features import SIZE_FEATURES, UnitCounts, size_features
 from search_spaces.hybrid import HybridSpace

@@ -47,7 +47,7 @@ def needed_units(resolutions: Iterable[int], num_classes: int = 1000) -> dict[st
     their own resolution if it is one of them, and - when the proxy resolution is - what searches
     on the proxy dataset need: the proxy subspace (the default accuracy predictor's) and the zoo
     scaled to that dataset (their reference points). Sorted by key."""
-    from nas.supernet.spaces import PROXY_NUM_CLASSES, PRESETS
+    from search_spaces.presets import PROXY_NUM_CLASSES, PRESETS
     from search_spaces.hybrid import HybridSpace
     from search_spaces.reference import load_zoo, load_zoo_scaled, zoo_names
 

@@ -7,19 +7,18 @@ import argparse
 def run_pack(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-    from nas.cli.latency import _resolutions
     from predictors.latency.devices import open_device_table
     from nas.errors import UserError
     from predictors.latency.probe import select_keys, write_pack
 
     if args.limit is not None and args.limit < 1:
         raise UserError(f"--limit: expected a positive integer, got {args.limit}")
-    from nas.cli.args import output_file
+    from nas.cli.args import output_file, resolutions
 
     output_file("--out", args.out)  # before any unit is exported
     table, path = open_device_table(args.device, args.table)
-    resolutions = _resolutions(args.resolutions) if args.resolutions else None
-    keys = select_keys(table, resolutions, args.limit)
+    wanted = resolutions(args.resolutions) if args.resolutions else None
+    keys = select_keys(table, wanted, args.limit)
     with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   disable=args.quiet) as bar:
         task = bar.add_task("exporting unit models", total=len(keys))

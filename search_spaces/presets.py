@@ -1,9 +1,8 @@
-"""Which search space a supernet spans, as plain data (so it travels in run.json and checkpoints).
+"""The named search spaces (presets), and any space as plain data.
 
-A supernet is only meaningful together with the space it was trained on: its weights are the
-largest member of every (stage, family) of that space. The space is therefore stored next to the
-weights as a JSON-able dict (no pickles: checkpoints load with weights_only=True) and rebuilt
-from it, never guessed.
+A supernet, a predictor or a bench is only meaningful together with the space it was made on, so
+the space travels with it as a JSON-able dict (in run.json, checkpoints, predictor files, bench
+plans; no pickles: checkpoints load with weights_only=True) and is rebuilt from it, never guessed.
 
 Presets:
   hybrid  the full space of search_spaces/hybrid.py (64..224 px).
