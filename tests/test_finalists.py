@@ -93,3 +93,83 @@ def test_choose_keeps_every_measurement_in_the_study_and_resumes_without_measuri
     assert study.user_attrs[FINALISTS_ATTR]["finalists"] == record["finalists"]
     again, _ = choose(study, front, SPACE, 1.05, plan, tmp_path, measure=measure)
     assert again.number == 4 and len(calls) == 3  # resumed from the study's record
+
+
+# ------------------------------------------------------------------ nas search --refine / --verify, end to end
+def _search_env(tmp_path):
+    import os
+    import random
+
+    from fakes import fake_npz_dataset, fake_table
+    from predictors.accuracy.model import fit_predictor
+    from predictors.latency.table import save_table
+
+    data = fake_npz_dataset(tmp_path / "data")
+    archs = [SPACE.sample(i) for i in range(30)]
+    fit_predictor(SPACE, archs, [random.Random(i).random() for i in range(30)], kind="ridge",
+                  info={"metric": "synthetic"}).save(tmp_path / "p.json")
+    (tmp_path / "tables").mkdir()
+    units = {u.key: u for r in SPACE.resolutions for u in SPACE.units(r)}
+    save_table(fake_table(units.values(), list(SPACE.resolutions)), tmp_path / "tables" / "host.json")
+    return data, {**os.environ, "HYBRID_NAS_TABLES": str(tmp_path / "tables"), "OMP_NUM_THREADS": "1"}
+
+
+def test_refine_resumes_after_kill_9_without_retraining_finished_runs(tmp_path):
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    data, env = _search_env(tmp_path)
+    cmd = [sys.executable, "-m", "nas.cli.main", "search", "--budget", "10s", "--device", "host", "--predictor",
+           str(tmp_path / "p.json"), "--trials", "30", "--refine", "3", "--refine-epochs", "2",
+           "--refine-batch-size", "16", "--data", str(data), "--out", str(tmp_path / "runs"), "--study", "s",
+           "--quiet"]
+    refine = tmp_path / "runs" / "s" / "refine"
+
+    def recorded() -> dict[str, dict[str, float]]:
+        """The rungs the study holds as finished (recorded only after the run's checkpoint)."""
+        import optuna
+
+        from nas.search.finalists import FINALISTS_ATTR
+        from nas.search.storage import default_url, open_storage
+
+        if not (tmp_path / "runs" / "s").exists():
+            return {}
+        try:
+            study = optuna.load_study(study_name="s", storage=open_storage(default_url(tmp_path / "runs" / "s")))
+        except Exception:  # not created yet
+            return {}
+        return {f["arch_hash"]: f["val_acc"] for f in study.user_attrs.get(FINALISTS_ATTR, {}).get("finalists", [])
+                if f["val_acc"]}
+
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 300
+    while len(recorded()) < 2 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = recorded()
+    assert before, "the race had not finished a rung before the kill"
+    logs = {h: (refine / f"refine-{h}" / "metrics.jsonl").read_text().splitlines()[0] for h in before}
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    record = json.loads((tmp_path / "runs" / "s" / "finalists.json").read_text())
+    assert [len(f["val_acc"]) for f in record["finalists"]].count(2) == 1  # one finalist ran the full recipe
+    after = {f["arch_hash"]: f["val_acc"] for f in record["finalists"]}
+    for h, vals in before.items():  # a finished rung is kept as it was, its run not started again
+        assert {e: after[h][e] for e in vals} == vals
+        assert (refine / f"refine-{h}" / "metrics.jsonl").read_text().splitlines()[0] == logs[h]
+    best = json.loads((tmp_path / "runs" / "s" / "best.json").read_text())
+    assert best["meta"]["search"]["finalists"]["winner"] == record["winner"]
+    assert record["chosen_on"] == "val top-1 of the race"
+
+
+def test_verify_is_refused_for_an_estimated_phone_table(run_cli, tmp_path):
+    code, _, err = run_cli("search", "--budget", "1ms", "--device", "pixel6", "--verify", "--out", tmp_path)
+    assert code == 2 and "--verify" in err and "estimate" in err
+    code, _, err = run_cli("search", "--budget", "1ms", "--device", "pixel6", "--refine", "3", "--out", tmp_path)
+    assert code == 2 and "--data" in err

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from nas.cli import search_finalists
 from nas.cli.args import output_dir, path_name, seed
 from nas.errors import UserError
 
@@ -56,6 +57,7 @@ def run_search(args: argparse.Namespace) -> int:
     from predictors.latency.devices import open_device_table
 
     table, table_path = open_device_table(args.device)
+    search_finalists.check(args, table)
     source = _source(args, DEFAULT_PREDICTOR)
     problem = SearchProblem(source.space, table, budget, source, args.objective)
     label = f"{table.device} ({table.kind_note})"
@@ -99,6 +101,8 @@ def run_search(args: argparse.Namespace) -> int:
           f"complete ({summary['distinct']} distinct), {summary['feasible']} within budget" + (f"; {loop.failed_dead} trials of dead workers "
                                                                "marked failed" if loop.failed_dead else ""))
     _print_top(summary, problem)
+    if search_finalists.finish(args, study, ctx, run_dir):
+        print("best.json is the finalists' winner (finalists.json: every measurement and rung)")
     print(f"results: {run_dir}/ (best.json, pareto.json, trials.csv, pareto.png, report.md)")
     return 0
 
@@ -163,7 +167,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                                       "(accuracy vs latency front)")
     p.add_argument("--supernet", metavar="CKPT", help="rate members with this supernet (real, slower)")
     p.add_argument("--predictor", metavar="FILE", help="accuracy predictor file (default: the shipped one)")
-    p.add_argument("--data", metavar="DIR", help="with --supernet: dataset for BN recalibration and val")
+    p.add_argument("--data", metavar="DIR", help="with --supernet: dataset for BN recalibration and val; with "
+                                                 "--refine: the dataset the finalists train on")
     p.add_argument("--sampler", default="tpe", help="tpe (default), nsga2 or random")
     p.add_argument("--storage", metavar="URL", help="Optuna storage shared by workers: postgresql://..., "
                                                     "sqlite:///FILE, journal:FILE, memory (not persisted; "
@@ -173,4 +178,5 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="runs", help="parent folder of the run folder (default runs/)")
     p.add_argument("--seed", type=seed, default=0, help="sampler seed, 0 to 2**32-1 (default 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    search_finalists.add_arguments(p)
     p.set_defaults(func=run_search)

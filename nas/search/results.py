@@ -92,7 +92,8 @@ class SearchContext:
     storage: str
 
 
-def _arch(ctx: SearchContext, row: Row, name: str) -> ArchConfig:
+def result_arch(ctx: SearchContext, row: Row, name: str) -> ArchConfig:
+    """The ArchConfig of a result row, with meta.search saying where its figures come from."""
     problem, table = ctx.problem, ctx.problem.table
     estimate = table.estimate or {}
     return problem.space.decode(row.params).model_copy(update={"name": name}).with_meta(search={
@@ -125,7 +126,7 @@ def write_results(study: optuna.Study, ctx: SearchContext, run_dir: Path, top: i
     _write_trials_csv(study, problem, run_dir / "trials.csv")
     zoo = zoo_points(problem)
     if feasible:
-        best = _arch(ctx, feasible[0], f"{ctx.study}-best")
+        best = result_arch(ctx, feasible[0], f"{ctx.study}-best")
         save_arch(best, run_dir / "best.json")
         summary["best"] = best
         for rank, row in enumerate(feasible[:top], 1):
@@ -133,7 +134,7 @@ def write_results(study: optuna.Study, ctx: SearchContext, run_dir: Path, top: i
                                    "latency_ms": row.latency_ms,
                                    **profile_arch(problem.space.decode(row.params))})
     pareto = [{"trial": r.number, "accuracy": r.accuracy, "latency_ms": r.latency_ms,
-               "arch": _arch(ctx, r, f"{ctx.study}-pareto-{r.number}").to_dict()} for r in front]
+               "arch": result_arch(ctx, r, f"{ctx.study}-pareto-{r.number}").to_dict()} for r in front]
     atomic_write_text(run_dir / "pareto.json", json.dumps(pareto, indent=1) + "\n")
     _plot(rows, front, zoo, ctx, run_dir / "pareto.png")
     atomic_write_text(run_dir / "report.md", _report(ctx, summary, zoo, run_dir))
