@@ -145,7 +145,7 @@ def test_predictor_fit_command_end_to_end(tmp_path, run_cli):
             "--model", "ridge", "--calib-batches", "1", "--out", out, "--quiet")
     code, stdout, err = run_cli(*args)
     assert code == 0, err
-    assert "held-out (5-fold): Kendall tau" in stdout
+    assert "out-of-fold (5-fold): Kendall tau" in stdout
     journal = tmp_path / "pred.samples.jsonl"
     lines = journal.read_text().splitlines()
     assert len(lines) == 20 and load_predictor(out).info["samples"] == 20

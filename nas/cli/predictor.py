@@ -56,14 +56,8 @@ def _fit_bench(args: argparse.Namespace) -> int:
     extra = SIZE_FEATURES if args.features == "size" else ()
     predictor = fit_predictor(space, archs, truth, kind=args.model or "ridge", seed=args.seed, info=info,
                               extra=extra, folds=max(2, min(5, len(archs) // 2)))
-    out = Path(args.out)
-    predictor.save(out)
-    h = predictor.info["holdout"]
-    print(f"{out}: fitted on {len(hashes)} members ({len(rows)} runs) of the {space.name} space "
-          f"(test top-1 {100 * min(truth):.1f}-{100 * max(truth):.1f}%); its unit: {unit}")
-    print(f"out-of-fold ({h['folds']}-fold): Kendall tau {h['kendall_tau']:.3f}, Spearman {h['spearman_rho']:.3f}, "
-          f"mean abs error {100 * h['mae']:.2f} points")
-    return 0
+    return _save(predictor, Path(args.out), f"{len(hashes)} members ({len(rows)} runs) of the {space.name} space "
+                 f"(test top-1 {100 * min(truth):.1f}-{100 * max(truth):.1f}%); its unit: {unit}")
 
 
 def _fit_supernet(args: argparse.Namespace) -> int:
@@ -88,12 +82,16 @@ def _fit_supernet(args: argparse.Namespace) -> int:
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
     predictor = fit_predictor(supernet.space, [r["arch"] for r in records], [r["acc"] for r in records],
                               kind=args.model or "mlp", seed=args.seed, info=info)
+    accs = [r["acc"] for r in records]
+    return _save(predictor, out, f"{len(records)} members of the {supernet.space.name} space "
+                 f"(val accuracy {100 * min(accs):.1f}-{100 * max(accs):.1f}%)")
+
+
+def _save(predictor, out: Path, fitted_on: str) -> int:
     predictor.save(out)
     h = predictor.info["holdout"]
-    accs = [r["acc"] for r in records]
-    print(f"{out}: fitted on {len(records)} members of the {supernet.space.name} space "
-          f"(val accuracy {100 * min(accs):.1f}-{100 * max(accs):.1f}%)")
-    print(f"held-out ({h['folds']}-fold): Kendall tau {h['kendall_tau']:.3f}, Spearman {h['spearman_rho']:.3f}, "
+    print(f"{out}: fitted on {fitted_on}")
+    print(f"out-of-fold ({h['folds']}-fold): Kendall tau {h['kendall_tau']:.3f}, Spearman {h['spearman_rho']:.3f}, "
           f"mean abs error {100 * h['mae']:.2f} points")
     return 0
 
