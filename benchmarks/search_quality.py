@@ -47,7 +47,7 @@ from predictors.latency.devices import open_device_table  # noqa: E402
 def search(problem: SearchProblem, sampler: str, trials: int, seed: int, storage=None, name: str = "s"
            ) -> tuple[optuna.Study, float]:
     """(study, seconds of the trial loop) for one search."""
-    study = open_study(storage or optuna.storages.InMemoryStorage(), name, problem, {}, sampler, seed)
+    study, _ = open_study(storage or optuna.storages.InMemoryStorage(), name, problem, {}, sampler, seed)
     return study, run_trials(study, problem, trials).seconds
 
 

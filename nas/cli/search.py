@@ -74,7 +74,7 @@ def run_search(args: argparse.Namespace) -> int:
 
     from nas.search.results import SearchContext, write_results
     from nas.search.run import open_study, run_trials, study_identity
-    from nas.search.storage import default_url, open_storage
+    from nas.search.storage import default_url, display_url, open_storage
 
     study_name = args.study or _study_name(args.device, budget, args.objective)
     run_dir = Path(args.out) / study_name
@@ -88,13 +88,13 @@ def run_search(args: argparse.Namespace) -> int:
             run_dir.rmdir()  # nothing half-written
         raise
     table_sha = file_sha256(table_path)
-    study = open_study(storage, study_name, problem, study_identity(problem, table_sha, source.sha256),
-                       args.sampler, args.seed)
+    study, sampler_seed = open_study(storage, study_name, problem, study_identity(problem, table_sha, source.sha256),
+                                     args.sampler, args.seed)
     print(f"searching the {source.space.name} space ({source.space.size():.3g} members) for the best "
           f"{source.label} within {budget:g} ms on {label}")
     with _search_bar(args.trials, args.quiet) as progress:
-        loop = run_trials(study, problem, args.trials, progress)
-    ctx = SearchContext(study_name, problem, str(table_path), table_sha, args.sampler, args.seed, url)
+        loop = run_trials(study, problem, args.trials, progress, sampler_seed)
+    ctx = SearchContext(study_name, problem, str(table_path), table_sha, args.sampler, args.seed, display_url(url))
     summary = write_results(study, ctx, run_dir)
     rate = loop.ran / loop.seconds * 60 if loop.seconds > 0 and loop.ran else 0.0
     print(f"{loop.ran} trials this run in {loop.seconds:.1f} s ({rate:.0f}/min); study: {summary['complete']} "
@@ -176,7 +176,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--study", type=path_name,
                    help="study name, also the run folder's name: no '/' or '..' (default DEVICE-BUDGET-OBJECTIVE)")
     p.add_argument("--out", default="runs", help="parent folder of the run folder (default runs/)")
-    p.add_argument("--seed", type=seed, default=0, help="sampler seed, 0 to 2**32-1 (default 0)")
+    p.add_argument("--seed", type=seed, default=0, help="sampler seed, 0 to 2**32-1 (default 0): reproducible for "
+                                                        "one worker on a fresh study, not across concurrent workers")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     search_finalists.add_arguments(p)
     p.set_defaults(func=run_search)

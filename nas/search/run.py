@@ -6,13 +6,22 @@ again resumes a study (nothing runs if it is complete) and two workers on one st
 trials between them. A worker whose new trial finds the count already taken by others' running
 trials ends it as PRUNED ("surplus") without evaluating it.
 
-A study remembers what it searches (space, device table, budget, objective, accuracy source):
-resuming it with different settings is an error rather than a silently mixed study.
+A study remembers what it searches (space, device table, budget, objective, sampler, accuracy
+source): resuming it with different settings is an error rather than a silently mixed study.
+
+Seeds: the worker that creates a study samples with `--seed` itself, so one worker on a fresh study
+is reproducible (same command, same trials). Every other worker (a second one, a resumed run) draws
+its sampler seed from the user's seed, its host, pid and a random token, so that workers started
+together never replay each other's draws; concurrent runs are not reproducible. Each trial records
+the seed of the sampler that proposed it (`sampler_seed`).
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import secrets
+import socket
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -27,6 +36,7 @@ from search_spaces.presets import space_to_dict
 
 SAMPLERS = ("tpe", "nsga2", "random")
 SURPLUS_ATTR = "surplus"
+SEED_ATTR = "sampler_seed"
 PARAMETERISATION = "flat"  # every trial asks every parameter (HybridSpace.suggest_flat)
 
 
@@ -49,18 +59,27 @@ def study_identity(problem: SearchProblem, table_sha256: str, source_sha256: str
             "objective": problem.objective, "accuracy_sha256": source_sha256, "parameters": PARAMETERISATION}
 
 
+def worker_seed(seed: int) -> int:
+    """A sampler seed no other worker has: `seed` mixed with this host, process and a random token."""
+    mix = f"{seed}:{socket.gethostname()}:{os.getpid()}:".encode() + secrets.token_bytes(16)
+    return int.from_bytes(hashlib.sha256(mix).digest()[:4], "little")  # numpy's seeds are < 2**32
+
+
 def open_study(storage: Any, name: str, problem: SearchProblem, identity: dict[str, Any], sampler_name: str,
-               seed: int) -> optuna.Study:
-    """Create the study or load it (checking its identity); the sampler's seed is offset by the
-    trials already there, so a second worker or a resumed run does not replay the first's draws."""
+               seed: int) -> tuple[optuna.Study, int]:
+    """Create the study or load it (checking its identity, which includes the sampler); returns it
+    with this worker's sampler seed: `seed` for the worker that created it, else `worker_seed`."""
+    identity = {**identity, "sampler": sampler_name}
     try:
         study = optuna.load_study(study_name=name, storage=storage)
     except KeyError:
         study = None
+    sampler_seed = worker_seed(seed)
     if study is None:
         try:
             study = optuna.create_study(study_name=name, storage=storage, directions=problem.directions,
                                         sampler=make_sampler(sampler_name, seed))
+            sampler_seed = seed
             for key, value in identity.items():
                 study.set_user_attr(key, value)
         except optuna.exceptions.DuplicatedStudyError:  # another worker created it meanwhile
@@ -69,9 +88,9 @@ def open_study(storage: Any, name: str, problem: SearchProblem, identity: dict[s
     for key, value in identity.items():
         if key in stored and stored[key] != value:
             raise UserError(f"--study {name}: this study was started with {key}={stored[key]!r}, not {value!r}; "
-                            "resume it with the same settings or pick another --study")
-    study.sampler = make_sampler(sampler_name, seed + len(study.get_trials(deepcopy=False)))
-    return study
+                            "resume it with the same settings, or start a new study with --study NAME")
+    study.sampler = make_sampler(sampler_name, sampler_seed)
+    return study, sampler_seed
 
 
 def _counts(study: optuna.Study) -> tuple[int, list[int]]:
@@ -96,21 +115,23 @@ class LoopReport:
     seconds: float
 
 
-def _queue_owned_trial(study: optuna.Study, me: str) -> None:
+def _queue_owned_trial(study: optuna.Study, me: dict[str, Any]) -> None:
     """Queue the trial Optuna's loop will take next, already naming its worker. A trial Optuna
     creates itself is RUNNING before the objective can name its worker, and a worker killed in
     between (one journal write) would leave a RUNNING trial no one can tell is dead: it would hold
     one of --trials forever. A queued (WAITING) trial counts for nothing until a worker takes it."""
-    study.enqueue_trial({}, user_attrs={WORKER_ATTR: me})
+    study.enqueue_trial({}, user_attrs=me)
 
 
 def run_trials(study: optuna.Study, problem: SearchProblem, trials: int,
-               progress: Callable[[int, float | None], None] | None = None) -> LoopReport:
+               progress: Callable[[int, float | None], None] | None = None,
+               sampler_seed: int | None = None) -> LoopReport:
     """Evaluate trials until the study holds `trials` complete ones. Optuna's own loop runs them
     (`study.optimize`: RDB heartbeats, FAIL on an exception); the objective prunes a surplus trial
-    and a callback stops once complete + running trials reach the count."""
+    and a callback stops once complete + running trials reach the count. Each trial records its
+    worker and `sampler_seed` (the seed open_study gave this worker's sampler)."""
     failed_dead = fail_dead_workers_trials(study)
-    me = worker_id()
+    me = {WORKER_ATTR: worker_id(), **({SEED_ATTR: sampler_seed} if sampler_seed is not None else {})}
     best = max((v for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
                 if (v := feasible_value(t, problem.budget_ms)) is not None), default=None)
     counts = {"ran": 0, "surplus": 0}
@@ -119,8 +140,9 @@ def run_trials(study: optuna.Study, problem: SearchProblem, trials: int,
         progress(complete, best)
 
     def objective(trial: optuna.Trial) -> float | tuple[float, float]:
-        if trial.user_attrs.get(WORKER_ATTR) != me:  # another worker queued it
-            trial.set_user_attr(WORKER_ATTR, me)
+        for key, value in me.items():
+            if trial.user_attrs.get(key) != value:  # another worker queued it
+                trial.set_user_attr(key, value)
         complete, running = _counts(study)
         if trial.number not in sorted(running)[:max(trials - complete, 0)]:
             trial.set_user_attr(SURPLUS_ATTR, True)
