@@ -149,7 +149,19 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
 
 def append_json_line(path: str | os.PathLike[str], record: Any) -> None:
     """Append one JSON line and fsync it: a journal of finished work that a kill cannot lose
-    (at worst the line being written is torn, which `read_json_lines` skips)."""
+    (at worst the line being written is torn, which `read_json_lines` skips). A torn last line
+    left by an earlier kill is cut off first, so the new record is not glued to it and lost."""
+    path = Path(path)
+    if path.exists():
+        with open(path, "r+b") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            if size:
+                fh.seek(max(0, size - 1))
+                if fh.read(1) != b"\n":
+                    fh.seek(0)
+                    data = fh.read()
+                    fh.truncate(data.rfind(b"\n") + 1)
     with open(path, "a", encoding="utf-8") as fh:
         fh.write(json.dumps(record) + "\n")
         fh.flush()

@@ -224,3 +224,14 @@ def test_supernet_ratings_of_the_bench_one_shot_and_few_shot_feed_the_sources(be
     assert any(k.startswith("fitted: ridge on encoding+size+supernet: ") for k in sources)
     for path in (root / "bench").glob("ratings-*.json"):
         path.unlink()  # the other tests' bench stays as it was
+
+
+def test_any_journal_append_after_a_torn_line_keeps_the_new_record(tmp_path):
+    from nas.atomic import append_json_line, read_json_lines
+
+    path = tmp_path / "journal.jsonl"
+    append_json_line(path, {"n": 1})
+    with open(path, "a") as fh:
+        fh.write('{"n": 2, "cut sh')  # a kill mid-write
+    append_json_line(path, {"n": 3})
+    assert read_json_lines(path) == [{"n": 1}, {"n": 3}]

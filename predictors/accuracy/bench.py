@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from nas.arch.schema import ArchConfig, parse_arch
-from nas.atomic import atomic_write_text
+from nas.atomic import append_json_line, atomic_write_text
 from nas.errors import UserError, read_json
 from search_spaces.hybrid import HybridSpace
 
@@ -220,16 +220,7 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
 
 def append_row(path: Path, row: dict[str, Any]) -> None:
     """Append one row and fsync it; first cut off a torn last line a kill may have left."""
-    row = {"format": ROW_FORMAT, **row}
-    if path.exists():
-        data = path.read_bytes()
-        if data and not data.endswith(b"\n"):
-            with open(path, "r+b") as fh:
-                fh.truncate(data.rfind(b"\n") + 1)
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(row) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
+    append_json_line(path, {"format": ROW_FORMAT, **row})
 
 
 def read_bench(folder: str | os.PathLike[str]) -> list[dict[str, Any]]:
