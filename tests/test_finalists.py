@@ -121,7 +121,6 @@ def test_refine_resumes_after_kill_9_without_retraining_finished_runs(tmp_path):
     import subprocess
     import sys
     import time
-    from pathlib import Path
 
     data, env = _search_env(tmp_path)
     cmd = [sys.executable, "-m", "nas.cli.main", "search", "--budget", "10s", "--device", "host", "--predictor",

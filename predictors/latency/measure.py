@@ -18,10 +18,13 @@ import contextlib
 import os
 import time
 from dataclasses import dataclass
-from typing import Iterator, Mapping
+from typing import TYPE_CHECKING, Iterator, Mapping
 
 import numpy as np
 import onnxruntime as ort
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
