@@ -275,3 +275,5 @@ def test_best_json_records_the_tables_provenance(tmp_path, monkeypatch, run_cli,
     assert meta["latency_kind"] == tag and meta["latency_label"] == load_table(tmp_path / "tables" / "host.json").kind_note
     assert (tag == "measured on other machine") == ("warning:" in err)
     assert np.isfinite(meta["latency_ms"])
+    report = (tmp_path / "runs" / "s" / "report.md").read_text()
+    assert meta["latency_label"] in report  # report.md names the table as truthfully as best.json

@@ -200,9 +200,9 @@ def _report(ctx: SearchContext, summary: dict[str, Any], zoo: list[dict[str, Any
     lines = [f"# Search `{ctx.study}`", "",
              f"- space: `{problem.space.name}` ({problem.space.size():.3g} members, resolutions "
              f"{list(problem.space.resolutions)}, {problem.space.num_classes} classes)",
-             f"- budget: {problem.budget_ms:g} ms on `{table.device}` ({table.kind}"
-             + (f", ±{estimate.get('error_pct')}% leave-one-out; model only, a full app pipeline adds "
-                f"~{estimate.get('pipeline_ms', 0):.2f} ms" if table.kind == "estimated" else "") + ")",
+             f"- budget: {problem.budget_ms:g} ms on `{table.device}` ("
+             + (f"estimated, ±{estimate.get('error_pct')}% leave-one-out; model only, a full app pipeline adds "
+                f"~{estimate.get('pipeline_ms', 0):.2f} ms" if table.kind == "estimated" else table.kind_note) + ")",
              f"- latency table: `{ctx.table_path}` (sha256 {ctx.table_sha256[:12]})",
              f"- accuracy: {source['kind']} `{source['path']}` (sha256 {source['sha256'][:12]}): {source.get('metric')}"
              + (f"; unit: {source['unit']}" if source.get("unit") else "")
