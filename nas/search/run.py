@@ -43,7 +43,9 @@ PARAMETERISATION = "flat"  # every trial asks every parameter (HybridSpace.sugge
 def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
     """TPE (constraint-aware, the default), NSGA-II (constraint-aware, for Pareto fronts), random."""
     if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=20)
+        # Set, not inherited: the speed of the search rests on the joint (multivariate) draw of every
+        # parameter (HybridSpace.suggest_flat), and concurrent workers on one storage need the liar.
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=20, multivariate=True, constant_liar=True)
     if name == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed, population_size=50)
     if name == "random":
