@@ -87,8 +87,8 @@ def run(args: argparse.Namespace, shard: int, shards: int) -> int:
     data = load_dataset(args.data)
     space = resolve_space(args.space, data.num_classes)
     recipe = {"epochs": args.epochs, "batch_size": args.batch_size}
-    info = {"space": space.name, "space_description": space_to_dict(space), "data": data.describe(), "recipe": recipe, "pool": args.pool,
-            "plan_seed": args.plan_seed, "seeds": [0, 1]}
+    info = {"space": space.name, "space_description": space_to_dict(space), "data": data.describe(),
+            "recipe": recipe, "pool": args.pool, "plan_seed": args.plan_seed, "seeds": [0, 1]}
     members, jobs = plan(args, space, info)
     mine = shard_jobs(jobs, shard, shards)
     print(f"plan: {len(members)} members, {len(jobs)} jobs; shard {shard + 1}/{shards}: {len(mine)} jobs", flush=True)

@@ -9,7 +9,7 @@ a model build (50 ms) and an fvcore trace (a second).
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Mapping
+from typing import Iterable, Mapping
 
 from nas.arch.schema import ArchConfig
 from nas.blocks.units import Unit, arch_units
@@ -54,7 +54,3 @@ def depth(arch: ArchConfig) -> int:
 def size_features(arch: ArchConfig, counts: UnitCounts) -> dict[str, float]:
     params, macs = counts.arch(arch)
     return {"log_params": math.log(params), "log_macs": math.log(max(macs, 1)), "depth": float(depth(arch))}
-
-
-def feature_row(values: Mapping[str, Any], names: Iterable[str]) -> list[float]:
-    return [float(values[n]) for n in names]
