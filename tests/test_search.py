@@ -222,9 +222,13 @@ def _worker(predictor: Path, out: Path, budget: str, trials: int, study: str, st
 
 
 def _complete(journal: Path, study: str) -> int:
+    """COMPLETE trials so far; 0 until the worker has created the journal and the study in it."""
     if not journal.exists():
         return 0
-    loaded = optuna.load_study(study_name=study, storage=open_storage(f"journal:{journal}"))
+    try:
+        loaded = optuna.load_study(study_name=study, storage=open_storage(f"journal:{journal}"))
+    except KeyError:  # the journal exists but holds no study yet
+        return 0
     return len(loaded.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
 
 

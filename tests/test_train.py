@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import runpy
 import signal
 import subprocess
 import sys
@@ -71,12 +70,14 @@ def test_distillation_is_zero_for_identical_logits_and_mixes_with_cross_entropy(
 # (the supernet's plug-in point) SIGKILLs its own process when `kill_at` steps are done.
 SCRIPT = textwrap.dedent("""
     import json, os, signal, sys
+    import torch
     from nas.arch import parse_arch
     from nas.builder import build_model
     from nas.data import load_dataset
     from nas.train import Recipe, Trainer
 
     def train(data, out, kill_at, arch):
+        torch.set_num_threads(1)  # bit-for-bit needs one reduction order: the same thread count in every run
         class KillAt(Trainer):
             def training_step(self, images, labels):
                 if self.step == kill_at:
@@ -102,16 +103,17 @@ def test_resume_after_kill_9_continues_bit_for_bit(small, tmp_path):
     script = tmp_path / "train.py"
     script.write_text(SCRIPT)
 
-    def start(kill_at: int) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, str(script), str(small), str(tmp_path / "killed"), str(kill_at),
+    def start(run: str, kill_at: int) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, str(script), str(small), str(tmp_path / run), str(kill_at),
                                  json.dumps(TINY)], stderr=subprocess.PIPE, text=True)
 
-    killed = start(11)  # 8 steps per epoch, 16 in all; checkpoints at steps 3, 6, 8 (epoch end), 9
-    runpy.run_path(str(script))["train"](small, tmp_path / "reference", -1, TINY)  # meanwhile, in-process
+    killed = start("killed", 11)  # 8 steps per epoch, 16 in all; checkpoints at steps 3, 6, 8 (epoch end), 9
+    reference = start("reference", -1)  # meanwhile, uninterrupted
     assert killed.wait(timeout=120) == -signal.SIGKILL, killed.stderr.read()
+    assert reference.wait(timeout=120) == 0, reference.stderr.read()
     assert load_checkpoint(tmp_path / "killed" / "checkpoint.pt")["step"] == 9  # mid-epoch 2
     assert _records(tmp_path / "killed")[-1]["step"] == 11  # logged past the checkpoint, then killed
-    resumed = start(-1)
+    resumed = start("killed", -1)
     assert resumed.wait(timeout=120) == 0, resumed.stderr.read()
 
     assert _records(tmp_path / "killed") == _records(tmp_path / "reference")  # losses, lr, grad norms, val
