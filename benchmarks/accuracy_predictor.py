@@ -25,13 +25,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import sklearn  # noqa: E402
+from reporting import machine, repo_path  # noqa: E402
+from supernet_recipe import train_supernet  # noqa: E402
 
 from nas.atomic import atomic_write_text  # noqa: E402
 from nas.cli.main import main as nas  # noqa: E402
 from nas.data import default_data_root  # noqa: E402
 from predictors.accuracy.model import SUPERNET_PREDICTOR, load_predictor  # noqa: E402
-from reporting import machine, repo_path  # noqa: E402
-from supernet_recipe import train_supernet  # noqa: E402
 
 
 def rating_speed(path: Path, count: int = 2000) -> float:

@@ -27,8 +27,10 @@ import json
 import math
 import sys
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -36,18 +38,19 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from nas.arch import ArchConfig, parse_arch  # noqa: E402
+from reporting import machine, repo_path  # noqa: E402
+
+from nas.arch import ArchConfig  # noqa: E402
 from nas.atomic import append_json_line, atomic_write_text, read_json_lines  # noqa: E402
 from nas.builder import build_model  # noqa: E402
 from nas.data import default_data_root, load_dataset, normalize, resize  # noqa: E402
 from nas.errors import UserError  # noqa: E402
-from predictors.accuracy.bench import bench_space, by_member, mean_accuracy, read_bench  # noqa: E402
+from predictors.accuracy.bench import bench_members, bench_space  # noqa: E402
 from predictors.accuracy.encoding import SpaceEncoding  # noqa: E402
 from predictors.accuracy.features import depth  # noqa: E402
 from predictors.accuracy.model import SUPERNET_PREDICTOR, load_predictor, ridge_layer  # noqa: E402
 from predictors.accuracy.scoring import out_of_fold, rank_scores  # noqa: E402
 from predictors.accuracy.zero_cost import PROXIES, score_all  # noqa: E402
-from reporting import machine, repo_path  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 BENCH = RESULTS / "proxy_bench"
@@ -79,13 +82,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def build_report(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(1)
-    rows = read_bench(args.bench)
-    members = by_member(rows)
+    bench = bench_members(args.bench)
+    rows, hashes, archs = bench.rows, bench.hashes, bench.archs
+    members = dict(zip(hashes, bench.runs))
     if len(members) < 4:
         raise UserError(f"{args.bench}: {len(members)} members, need at least 4 to score sources")
-    hashes = sorted(members, key=lambda h: min(r["index"] for r in members[h].values()))
-    archs = [parse_arch(next(iter(members[h].values()))["arch"], source=f"{args.bench}: {h}") for h in hashes]
-    truth = np.array([mean_accuracy(members[h]) for h in hashes])
+    truth = np.array(bench.truth)
     params = np.array([float(next(iter(members[h].values()))["params"]) for h in hashes])
     features = free_features(members, hashes, archs)
     features.update(proxy_features(args, hashes, archs))
@@ -104,7 +106,8 @@ def build_report(args: argparse.Namespace) -> dict[str, Any]:
     return {"bench": repo_path(args.bench), "members": len(hashes), "runs": len(rows),
             "truth": "standalone test top-1 (mean over seeds where two exist)",
             "truth_range": [round(float(truth.min()), 4), round(float(truth.max()), 4)],
-            "recipe": rows[0].get("recipe"), "size_classes": classes, "ceiling": ceiling, "targets": targets(sources, ceiling),
+            "recipe": rows[0].get("recipe"), "size_classes": classes, "ceiling": ceiling,
+            "targets": targets(sources, ceiling),
             "sources": sources, "machine": machine()}
 
 
@@ -139,7 +142,7 @@ def proxy_features(args: argparse.Namespace, hashes: list[str], archs: list[Arch
         for k, arch in enumerate(missing):
             tic = time.perf_counter()
             x = normalize(resize(images, arch.resolution))
-            scores = score_all(lambda: build_model(arch, seed=0), x, labels)
+            scores = score_all(partial(build_model, arch, seed=0), x, labels)
             record = {"arch_hash": arch.arch_hash(), **scores, "seconds": round(time.perf_counter() - tic, 2),
                       "batch": PROXY_BATCH, "batch_seed": PROXY_SEED}
             append_json_line(cache_path, record)
@@ -195,12 +198,11 @@ def boosting(x: np.ndarray, y: np.ndarray, held: np.ndarray) -> np.ndarray:
 
 
 def gaussian_process(x: np.ndarray, y: np.ndarray, held: np.ndarray) -> np.ndarray:
-    from sklearn.gaussian_process import GaussianProcessRegressor
-    from sklearn.gaussian_process.kernels import ConstantKernel, RBF, WhiteKernel
-
     import warnings
 
     from sklearn.exceptions import ConvergenceWarning
+    from sklearn.gaussian_process import GaussianProcessRegressor
+    from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
 
     xs, hs = _standardise(x, held)
     kernel = ConstantKernel() * RBF(length_scale=np.sqrt(x.shape[1])) + WhiteKernel()
@@ -244,9 +246,9 @@ def fitted_predictors(archs: list[ArchConfig], truth: np.ndarray, features: dict
             if set_name == "encoding" and model_name == "gp":
                 continue  # an RBF over one-hot columns only: nothing the ridge row does not show
             oof = out_of_fold(fit, x, truth, folds=min(5, len(truth) // 2), seed=0)
-            out[f"fitted: {model_name} on {set_name}"] = (oof, {"model": model_name, "features": set_name,
-                                                               "search_time_cost": cost,
-                                                               "needs_training": "training" in cost or "supernet" in cost})
+            out[f"fitted: {model_name} on {set_name}"] = (oof, {
+                "model": model_name, "features": set_name, "search_time_cost": cost,
+                "needs_training": "training" in cost or "supernet" in cost})
     return out
 
 

@@ -40,17 +40,17 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import onnxruntime  # noqa: E402
 import optuna  # noqa: E402
+from reporting import machine, repo_path  # noqa: E402
 
 from nas.arch import ArchConfig, parse_arch, save_arch  # noqa: E402
 from nas.atomic import atomic_write, atomic_write_text  # noqa: E402
+from nas.builder import build_model  # noqa: E402
 from nas.cli.main import main as nas  # noqa: E402
 from nas.data import default_data_root  # noqa: E402
 from nas.profile import count_flops, count_params  # noqa: E402
-from nas.builder import build_model  # noqa: E402
 from predictors.latency.devices import open_device_table  # noqa: E402
 from predictors.latency.predict import predict  # noqa: E402
 from predictors.latency.validate import measure_arch  # noqa: E402
-from reporting import machine, repo_path  # noqa: E402
 from search_spaces.reference import load_zoo, load_zoo_scaled, zoo_names  # noqa: E402
 
 FAMILIES = {"mobilevit": "MobileViT", "lgl": "EdgeViT", "former": "Mobile-Former", "levit": "LeViT",

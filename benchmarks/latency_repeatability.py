@@ -35,19 +35,26 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
+from reporting import machine, repo_path  # noqa: E402
 
 from nas.atomic import atomic_write_text  # noqa: E402
 from nas.builder import build_model  # noqa: E402
-from predictors.latency.measure import DISTURBED_BELOW, RunPolicy, Timing, pinned, time_passes  # noqa: E402
-from predictors.latency.measure import network_onnx  # noqa: E402
+from predictors.latency.measure import (  # noqa: E402
+    DISTURBED_BELOW,
+    RunPolicy,
+    Timing,
+    network_onnx,  # noqa: E402
+    pinned,
+    time_passes,
+)
 from predictors.latency.validate import E2E_POLICY, machine_info  # noqa: E402
-from reporting import machine, repo_path  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TINY = RunPolicy(warmup=1, min_runs=3, min_seconds=0.0, max_runs=3)
@@ -78,7 +85,8 @@ def subnets(n: int, seed: int) -> list[Any]:
             for i in range(n)]
 
 
-def measure(models: dict[str, bytes], protocol: str, policy: RunPolicy, passes: int) -> tuple[dict[str, float], int, int]:
+def measure(models: dict[str, bytes], protocol: str, policy: RunPolicy,
+            passes: int) -> tuple[dict[str, float], int, int]:
     """(subnet -> figure in us, timings taken, timings disturbed) of one measurement under `protocol`."""
     pin, retries, fixed_passes, figure = PROTOCOLS[protocol]
     with pinned() if pin else contextlib.nullcontext():

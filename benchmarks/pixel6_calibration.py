@@ -18,9 +18,9 @@ import sys
 from pathlib import Path
 
 from nas.atomic import atomic_write_text
+from nas.cli.latency_estimate import host_table, shown_path
 from nas.errors import UserError
 from predictors.latency import pixel6
-from nas.cli.latency_estimate import host_table, shown_path
 from predictors.latency.table import cpu_model
 
 DEFAULT_OUT = Path(__file__).parent / "results" / "pixel6_calibration.json"

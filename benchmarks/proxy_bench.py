@@ -46,13 +46,22 @@ from nas.cli.main import main as nas  # noqa: E402
 from nas.data import default_data_root, load_dataset  # noqa: E402
 from nas.errors import UserError  # noqa: E402
 from nas.profile import count_params, profile_arch  # noqa: E402
-from search_spaces.presets import resolve_space, space_to_dict  # noqa: E402
-from predictors.accuracy.bench import (append_row, make_jobs, parse_shard, read_bench, read_plan,  # noqa: E402
-                                       row_file, shard_jobs, stratified_members, write_plan)
+from predictors.accuracy.bench import (  # noqa: E402
+    append_row,
+    make_jobs,
+    parse_shard,
+    read_bench,
+    read_plan,
+    row_file,
+    shard_jobs,
+    stratified_members,
+    write_plan,
+)
 from predictors.latency.devices import open_device_table  # noqa: E402
 from predictors.latency.measure import RunPolicy, make_session, random_feeds, time_session  # noqa: E402
 from predictors.latency.predict import predict  # noqa: E402
 from predictors.latency.table import runtime_info  # noqa: E402
+from search_spaces.presets import resolve_space, space_to_dict  # noqa: E402
 
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "proxy_bench"
 LATENCY_PASSES = 3  # fresh sessions per member; the median of their medians is the figure

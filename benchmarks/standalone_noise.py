@@ -28,14 +28,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from reporting import machine, repo_path  # noqa: E402
+from supernet_rank import kendall_tau, pick_archs  # noqa: E402
+from supernet_recipe import BATCH, SPACE  # noqa: E402
+
 from nas.arch import save_arch  # noqa: E402
 from nas.atomic import atomic_write_text  # noqa: E402
 from nas.cli.main import main as nas  # noqa: E402
 from nas.data import default_data_root, load_dataset  # noqa: E402
 from search_spaces.presets import resolve_space  # noqa: E402
-from reporting import machine, repo_path  # noqa: E402
-from supernet_rank import kendall_tau, pick_archs  # noqa: E402
-from supernet_recipe import BATCH, SPACE  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 
@@ -86,7 +87,8 @@ def main() -> int:
 
 def report(args: argparse.Namespace, recipe: dict, rows: list[dict]) -> None:
     """Rewrite the report from the members done so far."""
-    taus = {split: round(kendall_tau([r[f"seed0_{split}_acc"] for r in rows], [r[f"other_{split}_acc"] for r in rows]), 3)
+    taus = {split: round(kendall_tau([r[f"seed0_{split}_acc"] for r in rows],
+                                     [r[f"other_{split}_acc"] for r in rows]), 3)
             if len(rows) > 1 else None for split in ("val", "test")}
     diffs = [abs(r["other_val_acc"] - r["seed0_val_acc"]) for r in rows]
     result = {"reference": repo_path(args.reference), "recipe": recipe, "members": len(rows),

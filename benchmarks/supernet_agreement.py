@@ -39,10 +39,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from supernet_rank import kendall_tau, pick_archs  # noqa: E402
+
 from nas.arch.schema import ArchConfig  # noqa: E402
 from nas.atomic import atomic_write_text  # noqa: E402
 from search_spaces.presets import resolve_space  # noqa: E402
-from supernet_rank import kendall_tau, pick_archs  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 

@@ -24,11 +24,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from reporting import machine  # noqa: E402
+
 from nas.atomic import atomic_write_text  # noqa: E402
 from nas.data import default_data_root, load_dataset  # noqa: E402
 from nas.supernet.evaluate import SubnetEvaluator, load_supernet  # noqa: E402
 from search_spaces.hybrid import ExtremeTrial, HybridSpace  # noqa: E402
-from reporting import machine  # noqa: E402
 
 
 class OneChange:

@@ -30,14 +30,15 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from reporting import machine, repo_path  # noqa: E402
+
 from nas.arch import parse_arch  # noqa: E402
 from nas.atomic import atomic_write_text  # noqa: E402
 from nas.cli.main import main as nas  # noqa: E402
 from nas.data import default_data_root, load_dataset  # noqa: E402
 from nas.supernet.evaluate import SubnetEvaluator, load_supernet  # noqa: E402
-from search_spaces.presets import space_to_dict  # noqa: E402
 from predictors.accuracy.bench import bench_space, read_bench  # noqa: E402
-from reporting import machine, repo_path  # noqa: E402
+from search_spaces.presets import space_to_dict  # noqa: E402
 
 BENCH = ROOT / "benchmarks" / "results" / "proxy_bench"
 

@@ -35,6 +35,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from reporting import machine  # noqa: E402
+from supernet_recipe import BATCH, EPOCHS, SPACE  # noqa: E402
+
 from nas.arch.schema import ArchConfig  # noqa: E402
 from nas.atomic import atomic_write, atomic_write_text  # noqa: E402
 from nas.data import default_data_root, load_dataset, mix_seed  # noqa: E402
@@ -42,8 +45,6 @@ from nas.supernet import Supernet, resolve_space  # noqa: E402
 from nas.supernet.trainer import Sandwich, SupernetTrainer  # noqa: E402
 from nas.train import make_recipe  # noqa: E402
 from search_spaces.hybrid import HybridSpace  # noqa: E402
-from reporting import machine  # noqa: E402
-from supernet_recipe import BATCH, EPOCHS, SPACE  # noqa: E402
 
 WINDOW = 20
 CHANCE_LOSS = math.log(10)  # cross-entropy of a uniform guess over the proxy's 10 classes

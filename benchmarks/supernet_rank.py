@@ -45,16 +45,17 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from reporting import machine, repo_path  # noqa: E402
+from supernet_recipe import BATCH, EPOCHS, NUM_RANDOM, SPACE, train_supernet  # noqa: E402
+
 from nas.arch import save_arch  # noqa: E402
 from nas.atomic import atomic_write, atomic_write_text  # noqa: E402
+from nas.builder import build_model  # noqa: E402
 from nas.cli.main import main as nas  # noqa: E402
 from nas.data import default_data_root, load_dataset  # noqa: E402
 from nas.profile import count_params  # noqa: E402
 from nas.supernet import Supernet  # noqa: E402
 from nas.supernet.evaluate import SubnetEvaluator, epoch_snapshot, load_supernet  # noqa: E402
-from nas.builder import build_model  # noqa: E402
-from reporting import machine, repo_path  # noqa: E402
-from supernet_recipe import BATCH, EPOCHS, NUM_RANDOM, SPACE, train_supernet  # noqa: E402
 
 
 def pick_archs(space, count: int, seed: int = 0, layout: list[str] | None = None) -> list:

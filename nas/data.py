@@ -25,9 +25,9 @@ import os
 import pickle
 import zipfile
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -58,7 +58,7 @@ class Split:
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
-    def subset(self, index: torch.Tensor | np.ndarray, name: str | None = None) -> "Split":
+    def subset(self, index: torch.Tensor | np.ndarray, name: str | None = None) -> Split:
         index = torch.as_tensor(index, dtype=torch.long)
         return Split(name or self.name, self.images[index].contiguous(), self.labels[index].contiguous())
 
@@ -141,7 +141,8 @@ def _read_npz_layout(root: Path) -> tuple[tuple[str, ...], Split, Split]:
 
 def _read_classes_json(path: Path) -> tuple[str, ...]:
     """classes.json: {"0": {"wnid": ..., "name": ...}, ...} (or {"0": "name"}) with keys 0..K-1."""
-    data = read_json(path, "JSON class list", missing="file not found (expected the class list next to the .npz chunks)")
+    data = read_json(path, "JSON class list",
+                     missing="file not found (expected the class list next to the .npz chunks)")
     if not isinstance(data, dict) or sorted(data, key=str) != sorted(str(i) for i in range(len(data))) or not data:
         raise UserError(f"{path}: expected an object with keys \"0\"..\"K-1\"")
     entries = [data[str(i)] for i in range(len(data))]

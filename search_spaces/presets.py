@@ -22,7 +22,6 @@ from typing import Any
 from nas.errors import UserError, read_json
 from search_spaces.hybrid import ATTENTION_FAMILIES, CONV_FAMILIES, HybridSpace, StageChoices
 
-
 PROXY_NUM_CLASSES = 10  # the shared proxy dataset's classes: the shipped tables hold heads for it
 
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from collections.abc import Iterable
 
 from nas.blocks.units import Unit, arch_units
 from predictors.latency.machine import here

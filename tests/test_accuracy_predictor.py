@@ -7,15 +7,15 @@ import json
 import numpy as np
 import pytest
 import torch
+from test_data import REAL, write_subset
 
 from nas.errors import UserError
 from nas.supernet import Supernet
 from nas.supernet.evaluate import supernet_file
-from search_spaces.presets import PRESETS
 from predictors.accuracy.collect import collect_samples, sample_member
 from predictors.accuracy.encoding import SpaceEncoding
 from predictors.accuracy.model import fit_predictor, load_predictor
-from test_data import REAL, write_subset
+from search_spaces.presets import PRESETS
 
 SPACE = PRESETS["tiny"](10)
 
@@ -35,7 +35,8 @@ def test_each_used_choice_is_one_hot_and_numeric_choices_are_also_scaled():
             assert row[enc.columns.index(f"{key}={value}")] == 1.0
             if key in enc.columns:  # numeric: scaled to [0, 1] over the choices
                 choices = SPACE.dimensions()[key]
-                assert row[enc.columns.index(key)] == pytest.approx((value - min(choices)) / (max(choices) - min(choices)))
+                assert row[enc.columns.index(key)] == pytest.approx(
+                    (value - min(choices)) / (max(choices) - min(choices)))
         onehot = [c for c in enc.columns if "=" in c]
         assert sum(row[enc.columns.index(c)] for c in onehot) == len(params)  # unused dimensions stay zero
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,7 +14,6 @@ from nas.arch.schema import json_schema
 from nas.atomic import path_name_problem
 from nas.builder import build_model
 from nas.errors import UserError
-from pathlib import Path
 
 
 def _err(data) -> str:
@@ -96,9 +96,11 @@ _stage = st.one_of(
                            "stride": st.sampled_from([1, 2]), "expand": st.sampled_from([1.0, 2.5, 4.0]),
                            "kernel": st.sampled_from([3, 5]), "se": st.sampled_from(["none", "all", "alternate"]),
                            "act": st.sampled_from(["relu", "hswish"])}),
-    st.fixed_dictionaries({"block": st.just("repvit"), "depth": st.integers(1, 3), "width": st.sampled_from([16, 32, 48]),
+    st.fixed_dictionaries({"block": st.just("repvit"), "depth": st.integers(1, 3),
+                           "width": st.sampled_from([16, 32, 48]),
                            "stride": st.sampled_from([1, 2]), "se": st.sampled_from(["none", "alternate"])}),
-    st.fixed_dictionaries({"block": st.just("mobilevit"), "depth": st.integers(1, 2), "width": st.sampled_from([32, 48]),
+    st.fixed_dictionaries({"block": st.just("mobilevit"), "depth": st.integers(1, 2),
+                           "width": st.sampled_from([32, 48]),
                            "stride": st.sampled_from([1, 2]), "dim": st.sampled_from([32, 64]),
                            "heads": st.sampled_from([1, 2, 4]), "patch": st.sampled_from([1, 2, 4])}),
     st.fixed_dictionaries({"block": st.just("lgl"), "depth": st.integers(1, 2), "width": st.sampled_from([32, 64]),

@@ -13,15 +13,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from fakes import fake_npz_dataset
 
 import nas.safezip
-from nas.arch import parse_arch, save_arch
 from nas.arch import io as arch_io
+from nas.arch import parse_arch, save_arch
 from nas.atomic import atomic_write_text, check_output_file
 from nas.builder import build_model
 from nas.errors import UserError
 from nas.safezip import MAX_MEMBER_BYTES, MAX_TOTAL_BYTES, safe_extract
-from fakes import fake_npz_dataset
 
 
 def refused(run_cli, *args) -> str:

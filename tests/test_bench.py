@@ -13,14 +13,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from fakes import fake_npz_dataset, fake_table
+
 from nas.errors import UserError
-from search_spaces.presets import PRESETS
-from predictors.accuracy.bench import (append_row, layout, make_jobs, read_bench, read_rows, shard_jobs,
-                                       stratified_members)
+from predictors.accuracy.bench import (
+    append_row,
+    layout,
+    make_jobs,
+    read_bench,
+    read_rows,
+    shard_jobs,
+    stratified_members,
+)
 from predictors.accuracy.scoring import out_of_fold, rank_scores, size_classes
 from predictors.latency.table import save_table
+from search_spaces.presets import PRESETS
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))

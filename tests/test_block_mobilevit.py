@@ -95,7 +95,8 @@ def test_parameter_count_follows_official_layers() -> None:
 
 def test_heads_must_divide_dim() -> None:
     with pytest.raises(UserError, match=r"stages\[0\]\.heads: 5 does not divide dim \(48\)"):
-        parse_arch({"resolution": 64, "stages": [{"block": "mobilevit", "depth": 1, "width": 32, "dim": 48, "heads": 5}]})
+        parse_arch({"resolution": 64,
+                    "stages": [{"block": "mobilevit", "depth": 1, "width": 32, "dim": 48, "heads": 5}]})
 
 
 def _onnx_max_diff(model: torch.nn.Module, shape: tuple[int, ...]) -> float:

@@ -10,8 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from nas.data import (MEAN, STD, Loader, Split, crop_transforms, default_data_root, holdout, load_dataset,
-                      normalize)
+from nas.data import MEAN, STD, Loader, Split, crop_transforms, default_data_root, holdout, load_dataset, normalize
 from nas.errors import UserError
 
 REAL = default_data_root()

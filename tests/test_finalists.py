@@ -101,6 +101,7 @@ def _search_env(tmp_path):
     import random
 
     from fakes import fake_npz_dataset, fake_table
+
     from predictors.accuracy.model import fit_predictor
     from predictors.latency.table import save_table
 

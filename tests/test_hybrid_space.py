@@ -25,7 +25,8 @@ def test_dimensions_cover_what_the_five_papers_ablate():
     assert len(dims["stem.depth"]) >= 3 and len(dims["s3.mlp_ratio"]) >= 3
     for key in ("resolution", "s0.depth", "s0.width", "s0.expand", "s0.kernel", "s3.heads", "token_dim"):
         assert len(dims[key]) >= 2
-    assert {f for i in range(4) for f in dims[f"s{i}.family"]} == {"mv2", "repvit", "mobilevit", "lgl", "levit", "former"}
+    assert {f for i in range(4) for f in dims[f"s{i}.family"]} == {"mv2", "repvit", "mobilevit", "lgl", "levit",
+                                                                   "former"}
 
 
 def test_size_is_documented_scale():

@@ -5,12 +5,12 @@ import json
 import zipfile
 
 import pytest
+from fakes import fake_host
 
 from predictors.latency import pixel6
 from predictors.latency.predict import predict
 from predictors.latency.table import load_table, save_table
 from search_spaces.reference import load_zoo
-from fakes import fake_host
 
 
 @pytest.fixture
@@ -142,7 +142,7 @@ def test_pack_run_import_round_trip(packed, run_cli, tmp_path):
 def test_import_reports_unknown_and_missing_keys(packed, run_cli, tmp_path):
     folder, keys = packed
     lines = (folder / "results.csv").read_text().splitlines()
-    lines = [l for l in lines if not l.startswith(f'"{keys[0]}"') and not l.startswith(f"{keys[0]},")]
+    lines = [line for line in lines if not line.startswith(f'"{keys[0]}"') and not line.startswith(f"{keys[0]},")]
     lines.append("mv2.ir(made-up)@1x1x1,10,9,11,5")
     (folder / "results.csv").write_text("\n".join(lines) + "\n")
     code, out, err = run_cli("latency", "import", folder / "results.csv", "--out", tmp_path / "m.json")

@@ -13,6 +13,7 @@ import random
 
 import numpy as np
 import pytest
+from fakes import fake_host
 
 from nas.arch import save_arch
 from nas.blocks.units import arch_units
@@ -22,7 +23,6 @@ from predictors.latency.calibrate import calibrate, op_class
 from predictors.latency.machine import PROBES, Probe, ProbeTiming, here
 from predictors.latency.predict import predict
 from predictors.latency.table import LatencyTable, load_table, save_table
-from fakes import fake_host
 
 
 def _with_probe(table: LatencyTable, factor: float) -> LatencyTable:
@@ -227,7 +227,7 @@ def test_nas_devices_says_measured_calibrated_estimated_or_other_machine(tmp_pat
     assert rows["t1"]["label"] == f"measured on {tables['measured on other machine'].machine.name}"
     assert rows["t2"]["source"].endswith("no speed probe, 1 thread(s)")
     ours = [line for line in err.splitlines() if str(folder) in line]
-    assert len(ours) == 2 and all(l.startswith("warning: ") for l in ours)  # the other machine's, the unverified
+    assert len(ours) == 2 and all(line.startswith("warning: ") for line in ours)  # the other machine's, the unverified
     code, out, _ = run_cli("devices")
     assert code == 0 and "calibrated" in out and "other machine" in out and "estimated" in out
 
@@ -249,8 +249,8 @@ def test_evaluate_labels_the_host_table_it_compares_with(tmp_path, tiny_arch, ca
 @pytest.mark.parametrize("tag", ["measured", "measured on other machine", "calibrated"])
 def test_best_json_records_the_tables_provenance(tmp_path, monkeypatch, run_cli, tag):
     from nas.arch import load_arch
-    from search_spaces.presets import PRESETS
     from predictors.accuracy.model import fit_predictor
+    from search_spaces.presets import PRESETS
 
     space = PRESETS["tiny"](10)
     archs = [space.sample(i) for i in range(30)]
@@ -272,7 +272,8 @@ def test_best_json_records_the_tables_provenance(tmp_path, monkeypatch, run_cli,
                              "--out", tmp_path / "runs", "--trials", "4", "--study", "s", "--quiet")
     assert code == 0, err
     meta = load_arch(tmp_path / "runs" / "s" / "best.json").meta["search"]
-    assert meta["latency_kind"] == tag and meta["latency_label"] == load_table(tmp_path / "tables" / "host.json").kind_note
+    assert (meta["latency_kind"] == tag
+            and meta["latency_label"] == load_table(tmp_path / "tables" / "host.json").kind_note)
     assert (tag == "measured on other machine") == ("warning:" in err)
     assert np.isfinite(meta["latency_ms"])
     report = (tmp_path / "runs" / "s" / "report.md").read_text()

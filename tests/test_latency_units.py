@@ -7,12 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from nas.blocks.units import Unit
+from nas.blocks.units import Unit, arch_units
 from predictors.latency.measure import make_session
 from predictors.latency.unit_export import SPATIALLY_GENERIC_OPS, export_group, export_key, unit_module, with_shapes
 from search_spaces.hybrid import HybridSpace
 from search_spaces.reference import load_zoo
-from nas.blocks.units import arch_units
 
 
 def _pairs() -> dict[str, tuple[Unit, Unit]]:

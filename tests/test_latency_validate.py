@@ -31,7 +31,8 @@ def test_an_unbiased_sum_needs_next_to_no_correction():
     result = evaluate(_samples(per_unit_ms=0.0, scale=1.0, noise=0.02))
     c = result["correction"]
     assert c["scale"] == pytest.approx(1.0, abs=0.03) and abs(c["per_unit_us"]) < 20
-    assert result["lut_plain_sum"]["within_10pct"] == 1.0 and result["lut_corrected_out_of_fold"]["within_10pct"] >= 0.95
+    assert (result["lut_plain_sum"]["within_10pct"] == 1.0
+            and result["lut_corrected_out_of_fold"]["within_10pct"] >= 0.95)
 
 
 def test_metrics_count_within_bands_and_rank_agreement():
@@ -68,9 +69,10 @@ def test_a_rerun_resumes_the_journal_and_records_every_timing(tmp_path, monkeypa
 def test_the_validate_command_times_real_subnets_and_reports_the_measurements_own_spread(run_cli, tmp_path):
     import json
 
+    from fakes import fake_table
+
     from predictors.latency.table import save_table
     from search_spaces.hybrid import HybridSpace
-    from fakes import fake_table
 
     table_path = save_table(fake_table(HybridSpace(num_classes=1000).units(64), [64]), tmp_path / "host.json")
     code, out, err = run_cli("latency", "validate", "--table", table_path, "--samples", "4", "--repeats", "2",
@@ -100,11 +102,12 @@ def test_figures_are_given_per_resolution_and_as_a_share_of_the_measurements_own
 
 
 def test_validate_times_the_zoo_in_the_same_passes_and_reports_it_apart(tmp_path, monkeypatch):
+    from fakes import fake_table
+
     from predictors.latency import validate as v
     from predictors.latency.predict import predict
     from search_spaces.hybrid import HybridSpace
     from search_spaces.reference import load_zoo_scaled
-    from fakes import fake_table
 
     zoo = [load_zoo_scaled(name, 64, 1000) for name in ("repvit_m0_9", "mobilevit_xxs")]
     table = fake_table([*HybridSpace(num_classes=1000).units(64), *(u for a in zoo for u in arch_units(a))], [64])

@@ -16,17 +16,17 @@ from pathlib import Path
 
 import optuna
 import pytest
+from fakes import fake_table
 from optuna.trial import TrialState
+from test_data import REAL, write_subset
 
 from nas.arch import load_arch
 from nas.search.problem import fastest_member
 from nas.search.storage import WORKER_ATTR, open_storage
-from search_spaces.presets import PRESETS
 from predictors.accuracy.model import fit_predictor
 from predictors.latency.predict import predict
 from predictors.latency.table import save_table
-from fakes import fake_table
-from test_data import REAL, write_subset
+from search_spaces.presets import PRESETS
 
 ROOT = Path(__file__).resolve().parents[1]
 

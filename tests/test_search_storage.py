@@ -16,10 +16,10 @@ import time
 import optuna
 import pytest
 from optuna.trial import TrialState
+from test_search import _search, _study, _worker, assets, budget, env, space  # noqa: F401 (fixtures)
 
 from nas.search.run import SEED_ATTR, open_study
 from nas.search.storage import FAILED_BY_ATTR, WORKER_ATTR, check_journal, display_url, open_storage
-from test_search import _search, _study, _worker, assets, budget, env, space  # noqa: F401 (fixtures)
 
 PG_ENV = "HYBRID_NAS_TEST_POSTGRES"
 

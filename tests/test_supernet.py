@@ -13,15 +13,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_data import REAL, write_subset
 
 from nas.arch import parse_arch, save_arch
 from nas.builder import HybridNet
 from nas.checkpoint import load_checkpoint
 from nas.supernet import Supernet, space_from_dict, space_to_dict
 from nas.supernet.evaluate import epoch_snapshot, fit_resolution, load_supernet, recalibrate_bn
-from search_spaces.presets import PRESETS
 from search_spaces.hybrid import HybridSpace
-from test_data import REAL, write_subset
+from search_spaces.presets import PRESETS
 
 TINY = PRESETS["tiny"](10)
 FAMILIES_AT = {i: set(st.families) for i, st in enumerate(TINY.stages)}
@@ -394,10 +394,8 @@ def test_two_process_ddp_supernet_training_under_torchrun(small, fast, tmp_path)
 def _step_rule(**sandwich):
     """A SupernetTrainer holding only what step_members needs (the tiny space's supernet, the
     sandwich settings, a recipe with seed 0): the per-step rule without data or training."""
-    from nas.supernet.trainer import Sandwich, SupernetTrainer
+    from nas.supernet.trainer import Sandwich, SupernetTrainer, complexity_bands
     from nas.train import make_recipe
-
-    from nas.supernet.trainer import complexity_bands
 
     trainer = SupernetTrainer.__new__(SupernetTrainer)
     trainer.supernet, trainer.sandwich = Supernet(TINY), Sandwich(**sandwich)

@@ -13,12 +13,12 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
+from test_data import REAL, write_subset
 
 from nas.arch import parse_arch, save_arch
 from nas.checkpoint import load_checkpoint
 from nas.train.losses import classification_loss, distillation_loss
 from nas.train.optim import lr_factor
-from test_data import REAL, write_subset
 
 TINY = {"name": "tiny", "resolution": 32, "num_classes": 10, "stem": {"depth": 1, "channels": 16},
         "stages": [{"block": "mv2", "depth": 1, "width": 24, "expand": 2},
@@ -182,6 +182,7 @@ def test_bad_init_from_is_one_clear_line(run_cli, small, tiny_path, tmp_path):
 
 def test_evaluate_reproduces_the_runs_test_accuracy_and_times_the_model(run_cli, trained, small, tmp_path):
     from fakes import fake_host
+
     from predictors.latency.predict import predict
     from predictors.latency.table import save_table
 

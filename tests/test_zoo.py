@@ -56,7 +56,9 @@ def _with_trained_like_norms(model: torch.nn.Module, x: torch.Tensor) -> torch.n
 def test_onnx_runtime_matches_torch(name):
     arch = load_zoo(name)
     x = torch.randn(2, 3, arch.resolution, arch.resolution, generator=torch.Generator().manual_seed(0))
-    model = _with_trained_like_norms(build_model(arch, seed=0), torch.randn(8, 3, arch.resolution, arch.resolution, generator=torch.Generator().manual_seed(2)))
+    model = _with_trained_like_norms(
+        build_model(arch, seed=0),
+        torch.randn(8, 3, arch.resolution, arch.resolution, generator=torch.Generator().manual_seed(2)))
     with torch.no_grad():
         expected = model(x).numpy()
     assert expected.std() > 0.01  # logits spread 100x the tolerance: the comparison below is not vacuous

@@ -8,10 +8,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
-from pydantic import (BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, ValidationError,
-                      field_validator, model_validator)
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from nas.arch.stages import (
     EXACT_INT,
@@ -30,7 +39,7 @@ SCHEMA_ID = "hybrid-nas/arch/v1"
 MAX_NESTING = 64  # JSON levels an ArchConfig file may nest (meta included); real ones use about 5
 
 StageSpec = Annotated[
-    Union[MV2Stage, RepViTStage, MobileViTStage, LGLStage, LeViTStage, FormerStage],
+    MV2Stage | RepViTStage | MobileViTStage | LGLStage | LeViTStage | FormerStage,
     Field(discriminator="block"),
 ]
 
@@ -58,7 +67,7 @@ class StemSpec(BaseModel):
         return data
 
     @model_validator(mode="after")
-    def _strides_fit(self) -> "StemSpec":
+    def _strides_fit(self) -> StemSpec:
         if self.strides > self.depth:
             raise ValueError(f"strides: {self.strides} is more than depth ({self.depth})")
         if self.kernel == 4 and self.depth != 1:
@@ -122,7 +131,7 @@ class ArchConfig(BaseModel):
         blob = json.dumps(body, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
-    def with_meta(self, **updates: Any) -> "ArchConfig":
+    def with_meta(self, **updates: Any) -> ArchConfig:
         return self.model_copy(update={"meta": {**self.meta, **updates}})
 
 

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictFloat, StrictInt,
-                      model_validator)
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, model_validator
 from pydantic_core import PydanticCustomError
 
 
@@ -91,7 +90,7 @@ class MobileViTStage(_Stage):
     act: Activation = "swish"
 
     @model_validator(mode="after")
-    def _heads_divide_dim(self) -> "MobileViTStage":
+    def _heads_divide_dim(self) -> MobileViTStage:
         if self.dim % self.heads:
             raise ValueError(f"heads: {self.heads} does not divide dim ({self.dim})")
         return self
@@ -110,7 +109,7 @@ class LGLStage(_Stage):
                                           "1: plain attention and no LocalAgg, as the official last stage")
 
     @model_validator(mode="after")
-    def _heads_divide_width(self) -> "LGLStage":
+    def _heads_divide_width(self) -> LGLStage:
         if self.width % self.heads:
             raise ValueError(f"heads: {self.heads} does not divide width ({self.width})")
         return self
@@ -157,7 +156,7 @@ class FormerStage(_Stage):
                                  "(the official models do this after their last block)")
 
     @model_validator(mode="after")
-    def _divisible(self) -> "FormerStage":
+    def _divisible(self) -> FormerStage:
         if self.lite and self.expand != int(self.expand):
             raise ValueError(f"expand: bneck-lite expands inside a depthwise conv and needs an integer, "
                              f"got {self.expand}")

@@ -10,8 +10,9 @@ Modules with a multi-branch training form implement `reparameterize()` (see comm
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from torch import nn
 

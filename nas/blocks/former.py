@@ -321,9 +321,9 @@ def stage_units(spec: FormerStage, ctx: StageContext) -> tuple[list[Unit], Flow]
         units.append(Unit.make("former.m2f", [x, tokens], channels=cin, token_dim=d, heads=spec.bridge_heads))
         units.append(Unit.make("former.former", [tokens], token_dim=d, heads=spec.heads, mlp_ratio=spec.mlp_ratio))
         if i == 0 and spec.stride == 2:
-            units.append(Unit.make("former.down", [x, first_token], cin=cin, cout=spec.width, down_expand=spec.down_expand,
-                                   down_expand2=spec.down_expand2, kernel=spec.kernel, token_dim=d,
-                                   groups=spec.groups))
+            units.append(Unit.make("former.down", [x, first_token], cin=cin, cout=spec.width,
+                                   down_expand=spec.down_expand, down_expand2=spec.down_expand2, kernel=spec.kernel,
+                                   token_dim=d, groups=spec.groups))
             size = halved(size)
         else:
             units.append(Unit.make("former.mobile", [x, first_token], cin=cin, cout=spec.width, expand=spec.expand,

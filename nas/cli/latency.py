@@ -31,8 +31,8 @@ def run_predict(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from search_spaces.reference import resolve_arch
     from predictors.latency.predict import predict
+    from search_spaces.reference import resolve_arch
 
     arch = resolve_arch(args.arch)
     table, path = open_device_table(args.device, args.table)

@@ -43,7 +43,8 @@ def run_estimate(args: argparse.Namespace) -> int:
     print(f"pixel6_ms = {est['a']:.4f} * host_ms + {est['b_ms']:.3f}; leave-one-out error "
           + ", ".join(f"{k} {v:+.1f}%" for k, v in est["loo_error_pct"].items())
           + f"; median |error| {est['error_pct']:.1f}%")
-    print(f"predictions give the model alone ({est['a']:.4f} * host_ms); the pipeline's {est['b_ms']:.3f} ms is stated beside them")
+    print(f"predictions give the model alone ({est['a']:.4f} * host_ms); "
+          f"the pipeline's {est['b_ms']:.3f} ms is stated beside them")
     print(f"{flagged} units of ops no calibration model has are flagged extrapolated "
           f"({', '.join(est['extrapolated_ops']) or 'none'})")
     return 0

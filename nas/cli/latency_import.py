@@ -13,13 +13,11 @@ def _some(keys: list[str]) -> str:
 
 
 def run_import(args: argparse.Namespace) -> int:
-    from predictors.latency.devices import open_device_table
+    from nas.cli.args import output_file
     from nas.errors import UserError
-    from predictors.latency.devices import default_build_path
+    from predictors.latency.devices import default_build_path, open_device_table
     from predictors.latency.probe import load_results, measured_table
     from predictors.latency.table import save_table
-
-    from nas.cli.args import output_file
 
     if args.out:
         output_file("--out", args.out)

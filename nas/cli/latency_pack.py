@@ -7,8 +7,8 @@ import argparse
 def run_pack(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-    from predictors.latency.devices import open_device_table
     from nas.errors import UserError
+    from predictors.latency.devices import open_device_table
     from predictors.latency.probe import select_keys, write_pack
 
     if args.limit is not None and args.limit < 1:

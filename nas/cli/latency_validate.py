@@ -7,8 +7,8 @@ from pathlib import Path
 
 def run(args: argparse.Namespace) -> int:
     from nas.cli.progress import counting_bar
-    from predictors.latency.devices import open_device_table
     from nas.errors import UserError
+    from predictors.latency.devices import open_device_table
     from predictors.latency.validate import validate
 
     if args.samples < 4:
@@ -23,7 +23,8 @@ def run(args: argparse.Namespace) -> int:
     with counting_bar("measuring subnets end to end", args.quiet) as progress:
         report = validate(table, path, args.samples, args.seed, out, progress=progress, store=not args.no_store,
                           repeats=args.repeats, zoo=args.zoo)
-    for name, key in (("LUT (plain sum)", "lut_plain_sum"), ("LUT (corrected, out-of-fold)", "lut_corrected_out_of_fold"),
+    for name, key in (("LUT (plain sum)", "lut_plain_sum"),
+                      ("LUT (corrected, out-of-fold)", "lut_corrected_out_of_fold"),
                       ("FLOPs line (out-of-fold)", "flops_linear_out_of_fold")):
         print(f"{name:30s} {_bands(report[key])}  MAPE: {report[key]['mape']:6.2%}  "
               f"Kendall tau: {report[key]['kendall_tau']:.3f}")
@@ -41,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"zoo: {z['within_10pct']} of {z['of']} within 10%, {z['within_5pct']} within 5% (worst: "
               + ", ".join(f"{m['name']} {m['error_pct']:+.1f}%" for m in worst) + ")")
     c = report["correction"]
-    print(f"correction: x{c['scale']:.4f} {c['per_unit_us']:+.1f} us per unit ({'not used' if not c['used'] else 'not stored' if args.no_store else 'stored'})")
+    print(f"correction: x{c['scale']:.4f} {c['per_unit_us']:+.1f} us per unit "
+          f"({'not used' if not c['used'] else 'not stored' if args.no_store else 'stored'})")
     print(f"report: {out / 'validate.json'}  plot: {out / 'validate.png'}")
     return 0
 
@@ -55,8 +57,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        description="Measure N random subnets end to end with ONNX Runtime (two or more interleaved "
                                    "passes) and report, overall and per resolution, against the table's prediction, "
                                    "a FLOPs-fitted line and the measurement's agreement with itself: % within 5% and "
-                                   "10%, mean abs % error, Kendall tau. Fits and stores a linear correction where it helps. "
-                                   "Resumes an interrupted run from its samples.jsonl.")
+                                   "10%, mean abs % error, Kendall tau. Fits and stores a linear correction where it "
+                                   "helps. Resumes an interrupted run from its samples.jsonl.")
     p.add_argument("--device", default="host", help="device whose table to validate (measured here: host)")
     p.add_argument("--table", metavar="FILE", help="a table file instead of the device's")
     p.add_argument("--samples", type=int, default=100, help="random subnets (default 100)")

@@ -11,13 +11,14 @@ import os
 import re
 import sys
 import warnings
-from typing import Sequence
+from collections.abc import Sequence
 
 from nas import __version__
 from nas.errors import UserError
 
 # Sub-command modules, in the order `nas --help` lists them.
-COMMANDS = ("search", "describe", "export", "zoo", "space", "latency", "devices", "predictor", "train", "evaluate", "supernet")
+COMMANDS = ("search", "describe", "export", "zoo", "space", "latency", "devices", "predictor", "train", "evaluate",
+            "supernet")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -33,30 +33,26 @@ def run_fit(args: argparse.Namespace) -> int:
 
 
 def _fit_bench(args: argparse.Namespace) -> int:
-    from nas.arch import parse_arch
-    from predictors.accuracy.bench import bench_space, by_member, mean_accuracy, read_bench
+    from predictors.accuracy.bench import bench_members, bench_space
     from predictors.accuracy.features import SIZE_FEATURES
     from predictors.accuracy.model import fit_predictor
 
-    rows = read_bench(args.bench)
-    members = by_member(rows)
+    bench = bench_members(args.bench)
+    rows, archs, truth = bench.rows, bench.archs, bench.truth
     space = bench_space(args.bench)
-    hashes = sorted(members)
-    archs = [parse_arch(next(iter(members[h].values()))["arch"], source=f"{args.bench}: {h}") for h in hashes]
-    truth = [mean_accuracy(members[h]) for h in hashes]
     recipe = rows[0]["recipe"]
     data = rows[0]["data"]
     data_name = Path(str(data.get("root", "data"))).name
     unit = f"predicted {recipe['epochs']}-epoch test top-1 on {data_name}"
     info = {"metric": f"standalone test top-1 after `nas train` ({recipe['epochs']} epochs, batch "
                       f"{recipe['batch_size']}; mean over seeds where two exist)",
-            "unit": unit, "bench": {"path": str(args.bench), "members": len(hashes), "runs": len(rows)},
+            "unit": unit, "bench": {"path": str(args.bench), "members": len(archs), "runs": len(rows)},
             "recipe": recipe, "data": data,
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
     extra = SIZE_FEATURES if args.features == "size" else ()
     predictor = fit_predictor(space, archs, truth, kind=args.model or "ridge", seed=args.seed, info=info,
                               extra=extra, folds=max(2, min(5, len(archs) // 2)))
-    return _save(predictor, Path(args.out), f"{len(hashes)} members ({len(rows)} runs) of the {space.name} space "
+    return _save(predictor, Path(args.out), f"{len(archs)} members ({len(rows)} runs) of the {space.name} space "
                  f"(test top-1 {100 * min(truth):.1f}-{100 * max(truth):.1f}%); its unit: {unit}")
 
 
@@ -123,7 +119,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                      description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     f.add_argument("--bench", type=Path, metavar="DIR", help="a bench folder (plan.json, rows-*.jsonl): fit on "
                                                               "standalone-trained members")
-    f.add_argument("--supernet", metavar="CKPT", help="supernet.pt (or its run folder): fit on inherited-weight ratings")
+    f.add_argument("--supernet", metavar="CKPT",
+                   help="supernet.pt (or its run folder): fit on inherited-weight ratings")
     f.add_argument("--features", default="size", choices=("size", "none"),
                    help="--bench: add size features (log params, log MACs, depth) to the encoding (default size)")
     f.add_argument("--data", metavar="DIR", help="dataset folder (default: $HYBRID_NAS_DATA or the proxy)")

@@ -98,8 +98,8 @@ def run_search(args: argparse.Namespace) -> int:
     summary = write_results(study, ctx, run_dir)
     rate = loop.ran / loop.seconds * 60 if loop.seconds > 0 and loop.ran else 0.0
     print(f"{loop.ran} trials this run in {loop.seconds:.1f} s ({rate:.0f}/min); study: {summary['complete']} "
-          f"complete ({summary['distinct']} distinct), {summary['feasible']} within budget" + (f"; {loop.failed_dead} trials of dead workers "
-                                                               "marked failed" if loop.failed_dead else ""))
+          f"complete ({summary['distinct']} distinct), {summary['feasible']} within budget"
+          + (f"; {loop.failed_dead} trials of dead workers marked failed" if loop.failed_dead else ""))
     _print_top(summary, problem)
     if search_finalists.finish(args, study, ctx, run_dir):
         print("best.json is the finalists' winner (finalists.json: every measurement and rung)")
@@ -119,8 +119,14 @@ class _search_bar:
     """Progress with the best accuracy within budget so far."""
 
     def __init__(self, total: int, quiet: bool) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
-            TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         self.bar = Progress(TextColumn("[bold]search"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                             TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[best]}"),

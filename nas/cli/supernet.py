@@ -17,9 +17,9 @@ import time
 import torch
 
 from nas.atomic import atomic_write, atomic_write_text
-from nas.data import default_data_root, load_dataset
 from nas.cli.args import output_dir, output_file, seed
 from nas.cli.train import add_recipe_arguments
+from nas.data import default_data_root, load_dataset
 from nas.train import DistEnv, make_recipe
 from search_spaces.reference import resolve_arch
 

@@ -123,8 +123,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                    "folder's checkpoint; under `torchrun --nproc_per_node N` it runs DDP "
                                    "(--batch-size is the global batch).")
     p.add_argument("arch", help="architecture JSON file or reference-zoo name")
-    p.add_argument("--data", metavar="DIR", help="dataset folder: npz chunks (imagenette2-64 layout) or class "
-                                                  "sub-folders (default: $HYBRID_NAS_DATA or ../shared/data/imagenette2-64)")
+    p.add_argument("--data", metavar="DIR",
+                   help="dataset folder: npz chunks (imagenette2-64 layout) or class "
+                        "sub-folders (default: $HYBRID_NAS_DATA or ../shared/data/imagenette2-64)")
     p.add_argument("--epochs", type=int, required=True)
     p.add_argument("--out", metavar="DIR", help="run folder (default: runs/<arch name>)")
     add_recipe_arguments(p)

@@ -213,7 +213,8 @@ def _report(ctx: SearchContext, summary: dict[str, Any], zoo: list[dict[str, Any
              f"{summary['feasible']} within budget, "
              f"{summary['failed']} failed, {summary['pareto']} on the Pareto front", ""]
     if summary["top"]:
-        lines += ["| rank | trial | accuracy (%) | latency (ms) | params (M) | FLOPs (M) |", "|---|---|---|---|---|---|"]
+        lines += ["| rank | trial | accuracy (%) | latency (ms) | params (M) | FLOPs (M) |",
+                  "|---|---|---|---|---|---|"]
         lines += [f"| {t['rank']} | {t['trial']} | {100 * t['accuracy']:.2f} | {t['latency_ms']:.3f} | "
                   f"{t['params'] / 1e6:.3f} | {t['flops'] / 1e6:.1f} |" for t in summary["top"]]
         lines += ["", "`best.json` is rank 1: retrain it with `nas train best.json`, export it with `nas export`."]
@@ -225,5 +226,6 @@ def _report(ctx: SearchContext, summary: dict[str, Any], zoo: list[dict[str, Any
         lines += [f"- {z['name']}: {z['latency_ms']:.3f} ms"
                   + (f", {100 * z['accuracy']:.2f}%" if z["accuracy"] is not None else "") for z in zoo]
     lines += ["", "Files: " + ", ".join(f"`{p}`" for p in ("best.json", "pareto.json", "trials.csv", "pareto.png",
-                                                             "report.md") if (run_dir / p).exists() or p == "report.md")]
+                                                             "report.md")
+                                        if (run_dir / p).exists() or p == "report.md")]
     return "\n".join(lines) + "\n"

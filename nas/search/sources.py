@@ -12,8 +12,9 @@ quality) for the search's result files.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping, Protocol
+from typing import Any, Protocol
 
 from nas.arch.schema import ArchConfig
 from search_spaces.hybrid import HybridSpace

@@ -247,7 +247,8 @@ def _repair(data: bytes, path: Path, url: str) -> tuple[bytes, int, str]:
     if tail_complete:
         lines.pop()  # the empty string after the last newline
     good = [_record(line, cheap=i < len(lines) - 1) for i, line in enumerate(lines)]
-    if not good[0] and not lines[0].startswith(JOURNAL_HEAD) and not (len(lines) == 1 and JOURNAL_HEAD.startswith(lines[0])):
+    if (not good[0] and not lines[0].startswith(JOURNAL_HEAD)
+            and not (len(lines) == 1 and JOURNAL_HEAD.startswith(lines[0]))):
         raise UserError(f"--storage {url}: {path} is not an Optuna journal file (its first line is not a "
                         "journal record); give a journal file or a new path")
     kept, why = [], "its last record was cut off (power loss, a full disk or a killed writer)"

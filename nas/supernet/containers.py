@@ -9,17 +9,18 @@ of every family.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from torch import nn
 
+from nas.arch.schema import HeadSpec, StemSpec
 from nas.arch.stages import STAGE_TYPES
 from nas.blocks import StageContext, stage_builder
 from nas.blocks.common import ConvBNAct
 from nas.blocks.head import Head
 from nas.blocks.stem import stem_channels
 from nas.errors import UserError
-from nas.arch.schema import HeadSpec, StemSpec
 from search_spaces.hybrid import HybridSpace, StageChoices, mobilevit_dim
 
 _SPEC_TYPES = {t.model_fields["block"].default: t for t in STAGE_TYPES}

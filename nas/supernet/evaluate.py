@@ -25,10 +25,10 @@ from nas.checkpoint import load_checkpoint, state_dict_of
 from nas.data import Dataset, Loader, Split, normalize, resize
 from nas.errors import UserError
 from nas.supernet.containers import STEM_SHARING
-from search_spaces.presets import space_from_dict
 from nas.supernet.supernet import Supernet
 from nas.train.distributed import DistEnv
 from nas.train.weights import load_weights_strict
+from search_spaces.presets import space_from_dict
 
 SUPERNET_FORMAT = "hybrid-nas/supernet/v1"
 CALIBRATION_SEED = 12345  # fixed: every member is recalibrated on the same images

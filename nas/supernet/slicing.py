@@ -31,8 +31,8 @@ layer earlier (levit: two, its shrink attention and MLP).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import nn

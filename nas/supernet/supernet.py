@@ -27,8 +27,8 @@ from nas.builder import HybridNet, init_weights
 from nas.errors import UserError
 from nas.supernet.containers import build_head, build_stage_containers, build_stem, head_token_dim
 from nas.supernet.slicing import SliceContext, Slicer, layer_shift, rename_in_stage, rule_for
-from search_spaces.presets import space_to_dict
 from search_spaces.hybrid import HybridSpace
+from search_spaces.presets import space_to_dict
 
 
 @dataclass

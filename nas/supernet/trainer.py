@@ -64,13 +64,18 @@ from nas.arch.schema import ArchConfig
 from nas.atomic import atomic_write
 from nas.data import Dataset, Split, mix_seed
 from nas.errors import UserError
-from nas.supernet.evaluate import (calibration_batches, epoch_snapshot, evaluate_model, fit_resolution,
-                                   recalibrate_bn, supernet_file)
+from nas.supernet.evaluate import (
+    calibration_batches,
+    epoch_snapshot,
+    evaluate_model,
+    fit_resolution,
+    recalibrate_bn,
+    supernet_file,
+)
 from nas.supernet.supernet import Supernet
 from nas.train import Recipe, Trainer
 from nas.train.losses import classification_loss
 from predictors.accuracy.features import UnitCounts
-
 
 TEACHERS = ("layout", "fixed")
 CORNERS = ("none", "shallow")

@@ -29,7 +29,7 @@ class DistEnv:
         return torch.device("cuda", self.local_rank) if torch.cuda.is_available() else torch.device("cpu")
 
     @classmethod
-    def from_env(cls) -> "DistEnv":
+    def from_env(cls) -> DistEnv:
         """Join the process group torchrun describes (RANK, WORLD_SIZE, MASTER_ADDR, ...), if any."""
         world_size = int(os.environ.get("WORLD_SIZE", "1"))
         if world_size <= 1:

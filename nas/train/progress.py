@@ -3,8 +3,7 @@ from __future__ import annotations
 
 from types import TracebackType
 
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                           TimeRemainingColumn)
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 
 class StepProgress:
@@ -18,7 +17,7 @@ class StepProgress:
             TextColumn("{task.fields[status]}"), disable=not enabled, transient=False)
         self.task = self.progress.add_task("train", total=total, completed=completed, status="")
 
-    def __enter__(self) -> "StepProgress":
+    def __enter__(self) -> StepProgress:
         self.progress.start()
         return self
 

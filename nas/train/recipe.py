@@ -33,7 +33,7 @@ class Recipe(BaseModel):
     seed: int = Field(0, ge=0)
 
     @model_validator(mode="after")
-    def _scale_range(self) -> "Recipe":
+    def _scale_range(self) -> Recipe:
         lo, hi = self.crop_scale
         if not 0 < lo <= hi <= 1:
             raise ValueError(f"crop_scale: {self.crop_scale} must satisfy 0 < min <= max <= 1")

@@ -8,10 +8,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from nas.arch import load_arch
-from search_spaces.reference import resolve_arch
 from nas.builder import build_model
 from nas.errors import UserError
 from nas.train.weights import load_weights_strict
+from search_spaces.reference import resolve_arch
 
 
 class FrozenTeacher(nn.Module):
@@ -23,7 +23,7 @@ class FrozenTeacher(nn.Module):
         self.model = model.eval().requires_grad_(False)
         self.resolution = resolution
 
-    def train(self, mode: bool = True) -> "FrozenTeacher":
+    def train(self, mode: bool = True) -> FrozenTeacher:
         return super().train(False)  # a teacher's BN statistics never move
 
     @torch.no_grad()

@@ -19,9 +19,10 @@ import json
 import math
 import os
 import random
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 from nas.arch.schema import ArchConfig, parse_arch
 from nas.atomic import append_json_line, atomic_write_text
@@ -31,8 +32,8 @@ from search_spaces.hybrid import HybridSpace
 ROW_FORMAT = "hybrid-nas/bench-row/v1"
 PLAN_FORMAT = "hybrid-nas/bench-plan/v1"
 PLAN_FILE = "plan.json"
-ROW_FIELDS = ("arch_hash", "arch", "seed", "params", "macs", "val_acc", "test_acc", "val_loss", "test_loss",
-              "epochs", "train_time_s")
+ROW_FIELDS = ("arch_hash", "arch", "seed", "index", "params", "macs", "val_acc", "test_acc", "val_loss",
+              "test_loss", "epochs", "train_time_s")
 
 
 @dataclass(frozen=True)
@@ -250,3 +251,26 @@ def mean_accuracy(runs: dict[int, dict[str, Any]], split: str = "test") -> float
     """A member's accuracy on `split`: the mean over its seeds."""
     values = [r[f"{split}_acc"] for r in runs.values()]
     return math.fsum(values) / len(values)
+
+
+@dataclass(frozen=True)
+class BenchMembers:
+    """A bench read as a ground-truth set: one entry per member, in plan order (the order rows were
+    planned in, whatever shard or seed finished first), so every consumer folds the same members
+    together and an out-of-fold figure means the same thing in the fitted file and in the report."""
+
+    rows: list[dict[str, Any]]
+    hashes: list[str]
+    runs: list[dict[int, dict[str, Any]]]  # per member: seed -> row
+    archs: list[ArchConfig]
+    truth: list[float]  # test top-1, mean over the member's seeds
+
+
+def bench_members(folder: str | os.PathLike[str]) -> BenchMembers:
+    """The members of a bench folder with their ArchConfigs and test accuracy."""
+    rows = read_bench(folder)
+    members = by_member(rows)
+    hashes = sorted(members, key=lambda h: min(int(r["index"]) for r in members[h].values()))
+    runs = [members[h] for h in hashes]
+    archs = [parse_arch(next(iter(m.values()))["arch"], source=f"{folder}: {h}") for h, m in zip(hashes, runs)]
+    return BenchMembers(rows, hashes, runs, archs, [mean_accuracy(m) for m in runs])

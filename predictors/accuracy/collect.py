@@ -8,8 +8,9 @@ again after a kill and the samples already rated are read back, not rated again.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from nas.arch.schema import parse_arch
 from nas.atomic import append_json_line, read_json_lines

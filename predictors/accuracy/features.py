@@ -9,7 +9,7 @@ a model build (50 ms) and an fvcore trace (a second).
 from __future__ import annotations
 
 import math
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 from nas.arch.schema import ArchConfig
 from nas.blocks.units import Unit, arch_units

@@ -16,19 +16,20 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from nas.arch.schema import ArchConfig
 from nas.atomic import atomic_write_text
 from nas.errors import UserError, read_json
-from search_spaces.presets import space_from_dict, space_to_dict
 from predictors.accuracy.encoding import SpaceEncoding
 from predictors.accuracy.features import SIZE_FEATURES, UnitCounts, size_features
 from search_spaces.hybrid import HybridSpace
+from search_spaces.presets import space_from_dict, space_to_dict
 
 PREDICTOR_FORMAT = "hybrid-nas/accuracy-predictor/v1"
 DEFAULT_PREDICTOR = Path(__file__).parent / "default.json"  # fitted on the standalone-trained bench
@@ -173,12 +174,11 @@ def _fit_members(x: np.ndarray, y: np.ndarray, seeds: Sequence[int], hidden: tup
                  ) -> list[list[Layer]]:
     """`kind` "mlp": one L-BFGS MLP per seed (weight decay 3: a few hundred noisy points);
     "ridge": one linear model (`ridge_layer`)."""
-    from sklearn.neural_network import MLPRegressor
-    from threadpoolctl import threadpool_limits
-
     import warnings
 
     from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPRegressor
+    from threadpoolctl import threadpool_limits
 
     if kind == "ridge":
         return [[ridge_layer(x, y)]]

@@ -9,7 +9,7 @@ its interval cannot be compared with another.
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from scipy.stats import kendalltau, spearmanr

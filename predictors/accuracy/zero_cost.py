@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F

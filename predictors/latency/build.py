@@ -13,20 +13,28 @@ from __future__ import annotations
 
 import multiprocessing as mp
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
 from nas.blocks.units import Unit, arch_units
 from nas.errors import UserError
 from predictors.latency.measure import RunPolicy, call_overhead_us, make_session, random_feeds, time_session
+from predictors.latency.table import (
+    Entry,
+    LatencyTable,
+    append_journal,
+    journal_path,
+    load_table,
+    new_table,
+    save_table,
+)
 from predictors.latency.unit_export import SPATIALLY_GENERIC_OPS, export_key, with_shapes
-from predictors.latency.table import (Entry, LatencyTable, append_journal, journal_path, load_table, new_table,
-                                      save_table)
 
 NOISY_SPREAD = 1.3  # p90/p10 above this: something else ran during the timing; time it again
 FOLD_EVERY = 500  # journal entries between atomic rewrites of the table file
 LOOKAHEAD = 4  # units exported ahead of the one being measured
+DEFAULT_POLICY = RunPolicy()  # build_table's default timing policy
 
 
 def space_resolutions() -> list[int]:
@@ -47,8 +55,8 @@ def needed_units(resolutions: Iterable[int], num_classes: int = 1000) -> dict[st
     their own resolution if it is one of them, and - when the proxy resolution is - what searches
     on the proxy dataset need: the proxy subspace (the default accuracy predictor's) and the zoo
     scaled to that dataset (their reference points). Sorted by key."""
-    from search_spaces.presets import PROXY_NUM_CLASSES, PRESETS
     from search_spaces.hybrid import HybridSpace
+    from search_spaces.presets import PRESETS, PROXY_NUM_CLASSES
     from search_spaces.reference import load_zoo, load_zoo_scaled, zoo_names
 
     resolutions = set(resolutions)
@@ -162,7 +170,7 @@ def open_or_create(path: Path, device: str, threads: int, resolutions: list[int]
 
 
 def build_table(path: Path, device: str = "host", threads: int = 1, resolutions: list[int] | None = None,
-                policy: RunPolicy = RunPolicy(), limit: int | None = None,
+                policy: RunPolicy = DEFAULT_POLICY, limit: int | None = None,
                 progress: Callable[[int, int], None] | None = None,
                 units: dict[str, Unit] | None = None) -> BuildReport:
     """Measure the missing units into `path`; `limit` stops after that many; `units` replaces

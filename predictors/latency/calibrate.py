@@ -163,7 +163,8 @@ def calibrated_table(source: LatencyTable, source_path: Path, mine: Fingerprint,
         "per_class_error_pct": None if fit.per_class_pct is None else round(fit.per_class_pct, 2),
         "fit_error_is": "leave-one-out mean abs % error on the probe networks", "probes": probes}
     return LatencyTable(device=source.device, kind="calibrated", cpu=mine.cpu, ort_version=mine.ort_version,
-                        threads=source.threads, created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                        threads=source.threads,
+                        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                         resolutions=source.resolutions, overhead_us=source.overhead_us * s, correction=correction,
                         machine=mine, calibration=record, entries=entries)
 

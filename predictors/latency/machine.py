@@ -48,9 +48,10 @@ import platform
 import random
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -180,7 +181,7 @@ class ProbeSpec:
     seed: int
     quick: bool  # timed by every identity check (small: seconds); the others only by build and calibrate
 
-    def arch(self) -> "ArchConfig":
+    def arch(self) -> ArchConfig:
         from nas.arch.schema import parse_arch
         from search_spaces.hybrid import HybridSpace
 
@@ -327,7 +328,7 @@ def held_warnings() -> Iterator[None]:
             print(line, file=sys.stderr)
 
 
-def verdict(table: "LatencyTable") -> Verdict:
+def verdict(table: LatencyTable) -> Verdict:
     """The table's verdict, decided once per table object (a command opens its table once); its
     warning (if any) goes to stderr then, or when the command ends (`held_warnings`): never none."""
     cached = table._verdict
@@ -343,12 +344,12 @@ def verdict(table: "LatencyTable") -> Verdict:
     return found
 
 
-def origin(table: "LatencyTable") -> Fingerprint:
+def origin(table: LatencyTable) -> Fingerprint:
     """The table's fingerprint, or what a table from before fingerprints says of its machine."""
     return table.machine or Fingerprint(cpu=table.cpu, ort_version=table.ort_version, threads=table.threads)
 
 
-def _decide(table: "LatencyTable") -> Verdict:
+def _decide(table: LatencyTable) -> Verdict:
     if table.kind == "estimated" or table.device != "host":
         return Verdict(table.kind, "n/a", table.kind, table.kind)
     theirs = origin(table)

@@ -17,8 +17,9 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterator, Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnxruntime as ort
@@ -155,7 +156,7 @@ def pinned(cpu: int | None = None) -> Iterator[int | None]:
         setter(0, before)
 
 
-def network_onnx(model: "torch.nn.Module", resolution: int) -> bytes:
+def network_onnx(model: torch.nn.Module, resolution: int) -> bytes:
     """A built network as `nas export` exports it (inference form, dynamic batch), for timing at batch 1."""
     import torch
 

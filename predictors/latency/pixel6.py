@@ -26,9 +26,10 @@ from __future__ import annotations
 import csv
 import datetime as _dt
 import statistics
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from nas.errors import UserError
 from predictors.latency.table import Correction, Entry, LatencyTable
@@ -50,7 +51,8 @@ class Anchor:
 # Model Maker model it serves (and the EfficientNet-Lite release) takes 260 px. 260 is used: at
 # 224 px Lite2 alone would run 1.10x its host time on the phone while the three others run
 # 0.70-0.83x, which a size of 260 explains. Both fits are in benchmarks/results/pixel6_calibration.json
-# (median leave-one-out error 11.1% with 260, 27.1% with 224 on the shipped host table): the choice is stated, not hidden.
+# (median leave-one-out error 11.1% with 260, 27.1% with 224 on the shipped host table): the choice is
+# stated, not hidden.
 ANCHORS = (Anchor("mobilenetv3_small_075", "MobileNetV3-Small", 224),
            Anchor("mobilenetv3_large_075", "MobileNetV3-Large", 224),
            Anchor("efficientnet_lite0", "EfficientNet-Lite0", 224),

@@ -14,9 +14,10 @@ import json
 import math
 import tempfile
 import zipfile
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 from nas.atomic import atomic_write
 from nas.blocks.units import Unit
@@ -217,8 +218,9 @@ def measured_table(rows: dict[str, Row], info: dict[str, Any], reference: Latenc
     threads = info.get("threads", 1)
     table = LatencyTable(
         device=device, kind="measured", cpu=str(info.get("cpu", "unknown (imported without run_info.json)")),
-        ort_version=str(info.get("ort_version", "unknown")), threads=threads if isinstance(threads, int) and threads >= 1
-        else 1, created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), resolutions=stems,
+        ort_version=str(info.get("ort_version", "unknown")),
+        threads=threads if isinstance(threads, int) and threads >= 1 else 1,
+        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), resolutions=stems,
         overhead_us=rows[OVERHEAD_KEY].median_us,
         validation=None, entries=entries)
     unknown = sorted(k for k in rows if k != OVERHEAD_KEY and k not in reference.entries)

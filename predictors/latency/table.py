@@ -3,8 +3,9 @@
 A table says where its numbers come from (device, `measured`, `calibrated` or `estimated`, CPU
 model, ONNX Runtime version, threads, date, and the fingerprint of the machine it describes with
 its speed probe: `machine.py`, which also decides how outputs label a table), the runtime's
-per-call overhead, the correction fitted by validation, and one entry per unit key. Entries carry the unit's builder arguments and input
-shapes, so a table alone is enough to rebuild and re-measure any unit (`nas latency pack`).
+per-call overhead, the correction fitted by validation, and one entry per unit key. Entries carry
+the unit's builder arguments and input shapes, so a table alone is enough to rebuild and re-measure
+any unit (`nas latency pack`).
 
 A build appends each finished entry to a journal next to the table (one fsynced JSON line), and
 folds the journal into the table with an atomic rewrite now and then: a kill at any instant loses
@@ -100,7 +101,8 @@ class LatencyTable(BaseModel):
         if self.kind != "estimated":
             return self.provenance.label
         est = self.estimate or {}
-        return f"ESTIMATED ±{est.get('error_pct', float('nan')):.0f}%" + (", model only" if est.get("pipeline_ms") else "")
+        return (f"ESTIMATED ±{est.get('error_pct', float('nan')):.0f}%"
+                + (", model only" if est.get("pipeline_ms") else ""))
 
 
 def runtime_info(threads: int) -> dict[str, Any]:
@@ -112,8 +114,8 @@ def runtime_info(threads: int) -> dict[str, Any]:
 def new_table(device: str, kind: str, threads: int, resolutions: list[int], overhead_us: float,
               machine: Fingerprint | None = None) -> LatencyTable:
     return LatencyTable(device=device, kind=kind, **runtime_info(threads), resolutions=sorted(resolutions),
-                        overhead_us=overhead_us, created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                        machine=machine)
+                        overhead_us=overhead_us,
+                        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), machine=machine)
 
 
 def journal_path(path: Path) -> Path:

@@ -24,9 +24,10 @@ import json
 import os
 import platform
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -81,7 +82,7 @@ def zoo_archs(table: LatencyTable) -> list[ArchConfig]:
     return [a for a in (load_zoo(n) for n in zoo_names()) if a.resolution in table.resolutions]
 
 
-def measure_network(model: "torch.nn.Module", resolution: int, threads: int) -> Timing:
+def measure_network(model: torch.nn.Module, resolution: int, threads: int) -> Timing:
     """End-to-end ONNX Runtime timing of a built network at batch 1, exported as `nas export` does."""
     session = make_session(network_onnx(model, resolution), threads)
     return time_session(session, random_feeds(session), E2E_POLICY)
@@ -215,7 +216,8 @@ def evaluate(samples: list[Sample]) -> dict[str, Any]:
         "lut_corrected_out_of_fold": corrected_m,
         "flops_linear_out_of_fold": metrics(flops_pred, measured),
         "correction": {"scale": float(scale) if use else 1.0,
-                       "per_unit_us": float(per_unit_ms) * 1000 if use else 0.0, "fitted_on": len(samples), "used": use},
+                       "per_unit_us": float(per_unit_ms) * 1000 if use else 0.0, "fitted_on": len(samples),
+                       "used": use},
         "lut": corrected_m if use else plain_m,
         "measurement_repeatability": rep,
         "lut_vs_measurement_noise": against_noise(corrected_m if use else plain_m, rep),
@@ -292,8 +294,8 @@ def validate(table: LatencyTable, table_path: Path, n: int, seed: int, out_dir: 
               "threads": table.threads, "seed": seed, "machine": machine_info(table.threads), **result,
               "points": [{"arch_hash": s.arch_hash, "resolution": s.resolution, "flops": s.flops,
                           "measured_ms": s.measured_ms, "p10_ms": s.p10_ms, "p90_ms": s.p90_ms,
-                          "plain_ms": s.plain_ms, "lut_ms": float(l), "flops_ms": float(f)}
-                         for s, l, f in zip(samples, series["lut"], series["flops"])]}
+                          "plain_ms": s.plain_ms, "lut_ms": float(lut), "flops_ms": float(f)}
+                         for s, lut, f in zip(samples, series["lut"], series["flops"])]}
     atomic_write_text(out_dir / "validate.json", json.dumps(report, indent=1) + "\n")
     if store:
         c = result["correction"]
