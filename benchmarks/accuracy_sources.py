@@ -43,6 +43,7 @@ from reporting import machine, repo_path  # noqa: E402
 from nas.arch import ArchConfig  # noqa: E402
 from nas.atomic import append_json_line, atomic_write_text, read_json_lines  # noqa: E402
 from nas.builder import build_model  # noqa: E402
+from nas.cli.main import error_line  # noqa: E402
 from nas.data import default_data_root, load_dataset, normalize, resize  # noqa: E402
 from nas.errors import UserError  # noqa: E402
 from predictors.accuracy.bench import bench_members, bench_space  # noqa: E402
@@ -68,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         report = build_report(args)
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(error_line(exc, p), file=sys.stderr)
         return 2
     atomic_write_text(args.out, json.dumps(report, indent=2) + "\n")
     atomic_write_text(args.out.with_suffix(".md"), markdown(report))

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from nas.atomic import atomic_write_text
 from nas.cli.latency_estimate import host_table, shown_path
+from nas.cli.main import error_line  # noqa: E402
 from nas.errors import UserError
 from predictors.latency import pixel6
 from predictors.latency.table import cpu_model
@@ -72,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
             "variants": variants(host),
         }
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(error_line(exc, parser), file=sys.stderr)
         return 2
     atomic_write_text(args.out, json.dumps(result, indent=1, sort_keys=True) + "\n")
     est = table.estimate or {}

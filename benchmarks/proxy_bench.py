@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 from nas import __version__  # noqa: E402
 from nas.arch import ArchConfig, save_arch  # noqa: E402
 from nas.builder import build_model  # noqa: E402
+from nas.cli.main import error_line  # noqa: E402
 from nas.cli.main import main as nas  # noqa: E402
 from nas.data import default_data_root, load_dataset  # noqa: E402
 from nas.errors import UserError  # noqa: E402
@@ -87,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         shard, shards = parse_shard(args.shard)
         return run(args, shard, shards)
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(error_line(exc, p), file=sys.stderr)
         return 2
 
 

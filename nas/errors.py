@@ -18,6 +18,16 @@ class UserError(Exception):
     exit_code = 2
 
 
+class ParameterError(UserError):
+    """A bad value of one named parameter. The library names the parameter as its caller passed it
+    (`num_random`); the CLI shows the flag that set it (`--num-random`): each layer speaks of what
+    its user typed. `detail` follows the name directly (" 5: expected >= 0", ": not a URL")."""
+
+    def __init__(self, param: str, detail: str) -> None:
+        super().__init__(f"{param}{detail}")
+        self.param, self.detail = param, detail
+
+
 def read_json(path: str | os.PathLike[str], what: str, missing: str = "file not found") -> Any:
     """The JSON content of `path`; a missing or unreadable file is a one-line UserError naming it
     and `what` it should have been (e.g. "predictor JSON file")."""

@@ -19,7 +19,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from nas.errors import UserError, read_json
+from nas.errors import ParameterError, UserError, read_json
 from search_spaces.hybrid import ATTENTION_FAMILIES, CONV_FAMILIES, HybridSpace, StageChoices
 
 PROXY_NUM_CLASSES = 10  # the shared proxy dataset's classes: the shipped tables hold heads for it
@@ -86,7 +86,7 @@ def resolve_space(ref: str, num_classes: int) -> HybridSpace:
         return PRESETS[ref](num_classes)
     path = Path(ref)
     if not path.exists():
-        raise UserError(f"--space {ref}: neither a preset ({', '.join(PRESETS)}) nor an existing JSON file")
+        raise ParameterError("space", f" {ref}: neither a preset ({', '.join(PRESETS)}) nor an existing JSON file")
     data = read_json(path, "JSON space description")
     if isinstance(data, dict):
         data = {**data, "num_classes": num_classes}

@@ -292,3 +292,36 @@ def test_a_newline_in_a_file_name_does_not_break_the_one_line_contract(run_cli, 
 
 def test_save_arch_keeps_working_for_valid_names(tmp_path, tiny_arch):
     assert save_arch(tiny_arch.model_copy(update={"name": "ok-name_1.5"}), tmp_path / "a.json").is_file()
+
+
+# ------------------------------------------------------------------ library names parameters, CLI names flags
+def test_a_library_error_names_the_parameter_and_the_cli_names_the_flag_that_set_it(run_cli):
+    from nas.budget import parse_budget
+    from nas.supernet.trainer import Sandwich
+
+    with pytest.raises(UserError) as caught:
+        Sandwich(num_random=-1)
+    assert str(caught.value) == "num_random -1: expected >= 0"  # as a Python caller spelled it
+    with pytest.raises(UserError, match=r"^budget: expected a positive latency"):
+        parse_budget("-1ms")
+    assert refused(run_cli, "search", "--budget", "-1ms").startswith("error: --budget: expected a positive latency")
+
+
+def test_every_parameter_is_set_by_one_flag_in_every_command_so_the_flag_named_is_unambiguous():
+    import argparse
+
+    from nas.cli.main import build_parser
+
+    flags: dict[str, set[str]] = {}
+
+    def walk(parser: argparse.ArgumentParser) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    walk(sub)
+            elif action.option_strings:
+                flags.setdefault(action.dest, set()).add(max(action.option_strings, key=len))
+
+    walk(build_parser())
+    assert flags["num_random"] == {"--num-random"} and flags["storage"] == {"--storage"}
+    assert {dest: f for dest, f in flags.items() if len(f) > 1} == {}

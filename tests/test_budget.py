@@ -22,5 +22,5 @@ def test_rejected_with_one_line(text):
         parse_budget(text)
     message = str(err.value)
     assert "\n" not in message
-    assert message == ("--budget: expected a positive latency with a unit like 1ms, 750us or 1.5e-3s, "
+    assert message == ("budget: expected a positive latency with a unit like 1ms, 750us or 1.5e-3s, "
                        f"got {text!r}")

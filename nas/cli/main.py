@@ -14,7 +14,7 @@ import warnings
 from collections.abc import Sequence
 
 from nas import __version__
-from nas.errors import UserError
+from nas.errors import ParameterError, UserError
 
 # Sub-command modules, in the order `nas --help` lists them.
 COMMANDS = ("search", "describe", "export", "zoo", "space", "latency", "devices", "predictor", "train", "evaluate",
@@ -47,11 +47,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _flag_for(parser: argparse.ArgumentParser, param: str) -> str | None:
+    """The long option whose value lands in `param` (`num_random` -> `--num-random`), searched
+    through every sub-command's parser; None where no flag sets it."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                if (flag := _flag_for(sub, param)) is not None:
+                    return flag
+        elif action.dest == param and action.option_strings:
+            return max(action.option_strings, key=len)
+    return None
+
+
+def error_line(exc: UserError, parser: argparse.ArgumentParser) -> str:
+    """The one stderr line for `exc`; a bad parameter is named by the flag `parser` sets it with."""
+    if isinstance(exc, ParameterError):
+        return f"error: {_one_line((_flag_for(parser, exc.param) or exc.param) + exc.detail)}"
+    return f"error: {_one_line(str(exc))}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)
+    parser = build_parser()
     try:
-        args = build_parser().parse_args(argv)
+        args = parser.parse_args(argv)
         from predictors.latency.machine import held_warnings  # a table's machine warning: after the output
 
         with held_warnings():
@@ -59,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit-time flush
         return code
     except UserError as exc:
-        print(f"error: {_one_line(str(exc))}", file=sys.stderr)
+        print(error_line(exc, parser), file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

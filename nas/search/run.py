@@ -30,7 +30,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from nas.errors import UserError
+from nas.errors import ParameterError
 from nas.search.problem import SearchProblem
 from nas.search.storage import WORKER_ATTR, fail_dead_workers_trials, worker_id
 from search_spaces.presets import space_to_dict
@@ -51,7 +51,7 @@ def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
         return optuna.samplers.NSGAIISampler(seed=seed, population_size=50)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
-    raise UserError(f"--sampler: unknown sampler {name!r} (expected one of {', '.join(SAMPLERS)})")
+    raise ParameterError("sampler", f": unknown sampler {name!r} (expected one of {', '.join(SAMPLERS)})")
 
 
 def study_identity(problem: SearchProblem, table_sha256: str, source_sha256: str) -> dict[str, Any]:
@@ -90,7 +90,7 @@ def open_study(storage: Any, name: str, problem: SearchProblem, identity: dict[s
     stored = study.user_attrs
     for key, value in identity.items():
         if key in stored and stored[key] != value:
-            raise UserError(f"--study {name}: this study was started with {key}={stored[key]!r}, not {value!r}; "
+            raise ParameterError("study", f" {name}: this study was started with {key}={stored[key]!r}, not {value!r}; "
                             "resume it with the same settings, or start a new study with --study NAME")
     study.sampler = make_sampler(sampler_name, sampler_seed)
     return study, sampler_seed

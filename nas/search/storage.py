@@ -41,7 +41,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from nas.errors import UserError
+from nas.errors import ParameterError, UserError
 
 HEARTBEAT_S = 30  # RDB storages: a trial silent for GRACE_S is a dead worker's
 GRACE_S = 120
@@ -97,7 +97,7 @@ def open_storage(url: str) -> Any:
         return _open_journal(url)
     shown = display_url(url)
     if "://" not in url:
-        raise UserError(f"--storage: {shown!r} is not a storage URL (expected {URL_FORMS})")
+        raise ParameterError("storage", f": {shown!r} is not a storage URL (expected {URL_FORMS})")
     interval, grace = heartbeat()
     rdb_url = normalise_url(url)
     engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}
@@ -112,13 +112,13 @@ def open_storage(url: str) -> Any:
         except ImportError as exc:
             name = exc.name or getattr(exc.__cause__ or exc.__context__, "name", None)  # Optuna re-raises
             missing = f"no module {name!r}" if name else " ".join(str(exc).split())[:120]
-            raise UserError(f"--storage {shown}: the database driver is not installed ({missing}); "
+            raise ParameterError("storage", f" {shown}: the database driver is not installed ({missing}); "
                             "for PostgreSQL: pip install -e \".[postgres]\" (psycopg 3)") from None
         except Exception as exc:  # SQLAlchemy/driver errors have many types: say which case it is
             if _is_creation_race(exc) and attempt < 4:
                 time.sleep(0.2 * (attempt + 1))  # another worker is creating the tables right now
                 continue
-            raise UserError(f"--storage {shown}: {_why(exc, url)}") from None
+            raise ParameterError("storage", f" {shown}: {_why(exc, url)}") from None
     raise AssertionError("unreachable")
 
 
@@ -192,14 +192,14 @@ def _open_journal(url: str) -> Any:
 
     path = Path(url[len("journal:"):])
     if not path.parent.is_dir():
-        raise UserError(f"--storage {url}: folder {path.parent} does not exist")
+        raise ParameterError("storage", f" {url}: folder {path.parent} does not exist")
     if path.exists() and not path.is_file():
-        raise UserError(f"--storage {url}: {path} is not a regular file")
+        raise ParameterError("storage", f" {url}: {path} is not a regular file")
     check_journal(path, url)
     try:
         return JournalStorage(JournalFileBackend(str(path)))
     except (OSError, ValueError) as exc:
-        raise UserError(f"--storage {url}: cannot open the journal file ({exc})") from None
+        raise ParameterError("storage", f" {url}: cannot open the journal file ({exc})") from None
 
 
 def check_journal(path: Path, url: str) -> None:
@@ -249,7 +249,7 @@ def _repair(data: bytes, path: Path, url: str) -> tuple[bytes, int, str]:
     good = [_record(line, cheap=i < len(lines) - 1) for i, line in enumerate(lines)]
     if (not good[0] and not lines[0].startswith(JOURNAL_HEAD)
             and not (len(lines) == 1 and JOURNAL_HEAD.startswith(lines[0]))):
-        raise UserError(f"--storage {url}: {path} is not an Optuna journal file (its first line is not a "
+        raise ParameterError("storage", f" {url}: {path} is not an Optuna journal file (its first line is not a "
                         "journal record); give a journal file or a new path")
     kept, why = [], "its last record was cut off (power loss, a full disk or a killed writer)"
     for i, (line, ok) in enumerate(zip(lines, good)):
@@ -263,7 +263,7 @@ def _repair(data: bytes, path: Path, url: str) -> tuple[bytes, int, str]:
             continue
         if not any(good[i + 1:]):  # the torn end: nothing complete after it
             break
-        raise UserError(f"--storage {url}: {path} line {i + 1} is not a journal record and complete records "
+        raise ParameterError("storage", f" {url}: {path} line {i + 1} is not a journal record and complete records "
                         "follow it: damaged beyond a torn end; move it aside and start a new study (--study NAME)")
     repaired = b"".join(line + b"\n" for line in kept)
     return repaired, len(data) - len(repaired), why

@@ -63,7 +63,7 @@ import torch.nn.functional as F
 from nas.arch.schema import ArchConfig
 from nas.atomic import atomic_write
 from nas.data import Dataset, Split, mix_seed
-from nas.errors import UserError
+from nas.errors import ParameterError, UserError
 from nas.supernet.evaluate import (
     calibration_batches,
     epoch_snapshot,
@@ -97,21 +97,21 @@ class Sandwich:
 
     def __post_init__(self) -> None:
         if self.num_random < 0:
-            raise UserError(f"--num-random {self.num_random}: expected >= 0")
+            raise ParameterError("num_random", f" {self.num_random}: expected >= 0")
         if self.kd_temperature <= 0:
-            raise UserError(f"--kd-temperature {self.kd_temperature}: expected > 0")
+            raise ParameterError("kd_temperature", f" {self.kd_temperature}: expected > 0")
         if not 0 <= self.kd_weight <= 1:
-            raise UserError(f"--kd-weight {self.kd_weight}: expected 0..1")
+            raise ParameterError("kd_weight", f" {self.kd_weight}: expected 0..1")
         if self.teacher not in TEACHERS:
-            raise UserError(f"--teacher {self.teacher!r}: expected one of {', '.join(TEACHERS)}")
+            raise ParameterError("teacher", f" {self.teacher!r}: expected one of {', '.join(TEACHERS)}")
         if self.corners not in CORNERS:
-            raise UserError(f"--corners {self.corners!r}: expected one of {', '.join(CORNERS)}")
+            raise ParameterError("corners", f" {self.corners!r}: expected one of {', '.join(CORNERS)}")
         if self.calib_batches < 1:
-            raise UserError(f"--calib-batches {self.calib_batches}: expected >= 1")
+            raise ParameterError("calib_batches", f" {self.calib_batches}: expected >= 1")
         if self.sampling not in SAMPLINGS:
-            raise UserError(f"--sampling {self.sampling!r}: expected one of {', '.join(SAMPLINGS)}")
+            raise ParameterError("sampling", f" {self.sampling!r}: expected one of {', '.join(SAMPLINGS)}")
         if self.levels < 2:
-            raise UserError(f"--levels {self.levels}: expected >= 2")
+            raise ParameterError("levels", f" {self.levels}: expected >= 2")
 
 
 class SupernetTrainer(Trainer):

@@ -26,7 +26,7 @@ from typing import Any
 
 from nas.arch.schema import ArchConfig, parse_arch
 from nas.atomic import append_json_line, atomic_write_text
-from nas.errors import UserError, read_json
+from nas.errors import ParameterError, UserError, read_json
 from search_spaces.hybrid import HybridSpace
 
 ROW_FORMAT = "hybrid-nas/bench-row/v1"
@@ -131,9 +131,9 @@ def parse_shard(text: str) -> tuple[int, int]:
     try:
         i, n = (int(x) for x in text.split("/"))
     except ValueError:
-        raise UserError(f"--shard {text!r}: expected I/N, e.g. 1/2") from None
+        raise ParameterError("shard", f" {text!r}: expected I/N, e.g. 1/2") from None
     if n < 1 or not 1 <= i <= n:
-        raise UserError(f"--shard {text!r}: expected 1 <= I <= N")
+        raise ParameterError("shard", f" {text!r}: expected 1 <= I <= N")
     return i - 1, n
 
 

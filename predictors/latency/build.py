@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nas.blocks.units import Unit, arch_units
-from nas.errors import UserError
+from nas.errors import ParameterError, UserError
 from predictors.latency.measure import RunPolicy, call_overhead_us, make_session, random_feeds, time_session
 from predictors.latency.table import (
     Entry,
@@ -178,7 +178,7 @@ def build_table(path: Path, device: str = "host", threads: int = 1, resolutions:
     import time
 
     if device != "host":
-        raise UserError(f"--device: only 'host' can be measured on this machine, not {device!r} "
+        raise ParameterError("device", f": only 'host' can be measured on this machine, not {device!r} "
                         "(a phone's table is measured with `nas latency pack` / `nas latency import`)")
     resolutions = resolutions or default_resolutions()
     table = open_or_create(path, device, threads, resolutions)

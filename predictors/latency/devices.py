@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from nas.errors import UserError
+from nas.errors import ParameterError
 
 SHIPPED = Path(__file__).parent / "tables"
 
@@ -32,7 +32,7 @@ def table_path(device: str) -> Path:
     known = known_devices()
     if device not in known:
         names = ", ".join(known) or "none"
-        raise UserError(f"--device: unknown device {device!r} (known: {names}); build a table with "
+        raise ParameterError("device", f": unknown device {device!r} (known: {names}); build a table with "
                         "`nas latency build --device host`")
     return known[device]
 

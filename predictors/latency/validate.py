@@ -34,7 +34,7 @@ import numpy as np
 from nas.arch.schema import ArchConfig, parse_arch
 from nas.atomic import append_json_line, atomic_write, atomic_write_text, read_json_lines
 from nas.blocks.units import arch_units
-from nas.errors import UserError
+from nas.errors import ParameterError, UserError
 from predictors.latency.measure import RunPolicy, Timing, make_session, network_onnx, random_feeds, time_session
 from predictors.latency.predict import predict
 from predictors.latency.table import Correction, LatencyTable, save_table
@@ -199,7 +199,7 @@ def evaluate(samples: list[Sample]) -> dict[str, Any]:
     """Figures for the plain sum, the corrected table and the FLOPs line; which correction to keep;
     and the measurement's own repeatability, the floor under all of them - overall and per resolution."""
     if len(samples) < 4:
-        raise UserError(f"--samples: need at least 4 samples to fit and check a correction, got {len(samples)}")
+        raise ParameterError("samples", f": need at least 4 samples to fit and check a correction, got {len(samples)}")
     plain = np.array([s.plain_ms for s in samples])
     measured = np.array([s.measured_ms for s in samples])
     lut_features = np.stack([plain, [s.units for s in samples]], axis=1)
