@@ -85,3 +85,15 @@ def resolutions(text: str) -> list[int]:
     if not values or any(v < 32 or v > 1024 for v in values):
         raise UserError(f"--resolutions: expected pixel sizes between 32 and 1024, got {text!r}")
     return values
+
+
+DATA_FORMS = "dataset folder: npz chunks (the imagenette2-64 layout) or one sub-folder of images per class"
+
+
+def add_data_option(parser: argparse.ArgumentParser, default: str = "$HYBRID_NAS_DATA, else the shared "
+                    "imagenette2-64", use: str | None = None) -> None:
+    """`--data DIR`, defined once so that every command describes the folder forms alike; `default`
+    says where the command looks without it, `use` what it does with the data when not obvious."""
+    text = f"{DATA_FORMS} (default: {default})"
+    parser.add_argument("--data", metavar="DIR", help=f"{use}; {text}" if use else text)
+

@@ -15,6 +15,7 @@ from typing import Any
 
 from nas.arch import ArchConfig, load_arch
 from nas.builder import build_model
+from nas.cli.args import add_data_option
 from nas.data import default_data_root, load_dataset
 from nas.errors import UserError
 from search_spaces.reference import resolve_arch
@@ -110,7 +111,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                    "latency table's prediction.")
     p.add_argument("model", help="a `nas train` run folder, or an architecture JSON / zoo name with --weights")
     p.add_argument("--weights", metavar="CKPT", help="weights file (default: the run folder's model.pt)")
-    p.add_argument("--data", metavar="DIR", help="dataset folder (default: $HYBRID_NAS_DATA or the shared proxy data)")
+    add_data_option(p)
     p.add_argument("--split", choices=("test", "val"), default="test", help="(default test)")
     p.add_argument("--batch-size", type=int, default=256, help="evaluation batch (default 256)")
     p.add_argument("--device", default="host", help="also show this device table's prediction (default host)")

@@ -18,6 +18,7 @@ import argparse
 import datetime as _dt
 from pathlib import Path
 
+from nas.cli.args import add_data_option
 from nas.cli.progress import counting_bar
 from nas.errors import UserError
 
@@ -123,7 +124,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="supernet.pt (or its run folder): fit on inherited-weight ratings")
     f.add_argument("--features", default="size", choices=("size", "none"),
                    help="--bench: add size features (log params, log MACs, depth) to the encoding (default size)")
-    f.add_argument("--data", metavar="DIR", help="dataset folder (default: $HYBRID_NAS_DATA or the proxy)")
+    add_data_option(f, use="with --supernet: the members are rated on its val split")
     f.add_argument("--samples", type=int, default=400, help="members to rate (default 400)")
     f.add_argument("--calib-batches", type=int, default=4, help="BN recalibration batches of 128 (default 4)")
     f.add_argument("--model", help="ridge (default with --bench) or mlp (ensemble of 5; default with --supernet)")

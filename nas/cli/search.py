@@ -16,7 +16,7 @@ import argparse
 from pathlib import Path
 
 from nas.cli import search_finalists
-from nas.cli.args import output_dir, path_name, seed
+from nas.cli.args import add_data_option, output_dir, path_name, seed
 from nas.errors import UserError
 
 DEFAULT_TRIALS = 500
@@ -173,8 +173,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                                       "(accuracy vs latency front)")
     p.add_argument("--supernet", metavar="CKPT", help="rate members with this supernet (real, slower)")
     p.add_argument("--predictor", metavar="FILE", help="accuracy predictor file (default: the shipped one)")
-    p.add_argument("--data", metavar="DIR", help="with --supernet: dataset for BN recalibration and val; with "
-                                                 "--refine: the dataset the finalists train on")
+    add_data_option(p, use="with --supernet: BN recalibration and val; with --refine: the finalists train on it",
+                    default="$HYBRID_NAS_DATA, else the shared imagenette2-64, with --supernet; none with --refine")
     p.add_argument("--sampler", default="tpe", help="tpe (default), nsga2 or random")
     p.add_argument("--storage", metavar="URL", help="Optuna storage shared by workers: postgresql://..., "
                                                     "sqlite:///FILE, journal:FILE, memory (not persisted; "

@@ -17,7 +17,7 @@ import time
 import torch
 
 from nas.atomic import atomic_write, atomic_write_text
-from nas.cli.args import output_dir, output_file, seed
+from nas.cli.args import add_data_option, output_dir, output_file, seed
 from nas.cli.train import add_recipe_arguments
 from nas.data import default_data_root, load_dataset
 from nas.train import DistEnv, make_recipe
@@ -114,7 +114,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                         "distilled from it), AdamW + warmup-cosine. Writes checkpoint.pt, "
                                         "metrics.jsonl, curves.png, and at the end supernet.pt and metrics.json "
                                         "to --out. Under `torchrun --nproc_per_node N` it runs DDP.")
-    t.add_argument("--data", metavar="DIR", help="dataset folder (default: $HYBRID_NAS_DATA or the proxy)")
+    add_data_option(t)
     t.add_argument("--epochs", type=int, required=True)
     t.add_argument("--out", metavar="DIR", required=True, help="run folder")
     t.add_argument("--space", default="hybrid", help="hybrid (default), proxy, tiny, or a JSON space file")
@@ -155,7 +155,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     e.add_argument("archs", nargs="+", metavar="ARCH", help="architecture JSON files (members of the space)")
     e.add_argument("--supernet", required=True, metavar="CKPT",
                    help="supernet.pt, a training checkpoint.pt, or a run folder")
-    e.add_argument("--data", metavar="DIR", help="dataset folder (default: as train)")
+    add_data_option(e)
     e.add_argument("--split", default="val", choices=("val", "test"))
     e.add_argument("--calib-batches", type=int, default=4, help="BN recalibration batches (default 4)")
     e.add_argument("--batch-size", type=int, default=128, help="calibration and evaluation batch (default 128)")

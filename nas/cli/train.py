@@ -22,7 +22,7 @@ from nas import __version__
 from nas.arch import ArchConfig, parse_arch, save_arch
 from nas.atomic import atomic_write, atomic_write_text
 from nas.builder import build_model
-from nas.cli.args import at_least, output_dir, seed
+from nas.cli.args import add_data_option, at_least, output_dir, seed
 from nas.data import default_data_root, load_dataset
 from nas.errors import UserError
 from nas.export import export_onnx
@@ -123,9 +123,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                    "folder's checkpoint; under `torchrun --nproc_per_node N` it runs DDP "
                                    "(--batch-size is the global batch).")
     p.add_argument("arch", help="architecture JSON file or reference-zoo name")
-    p.add_argument("--data", metavar="DIR",
-                   help="dataset folder: npz chunks (imagenette2-64 layout) or class "
-                        "sub-folders (default: $HYBRID_NAS_DATA or ../shared/data/imagenette2-64)")
+    add_data_option(p)
     p.add_argument("--epochs", type=int, required=True)
     p.add_argument("--out", metavar="DIR", help="run folder (default: runs/<arch name>)")
     add_recipe_arguments(p)
