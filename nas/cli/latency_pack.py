@@ -5,8 +5,7 @@ import argparse
 
 
 def run_pack(args: argparse.Namespace) -> int:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
+    from nas.cli.progress import counting_bar
     from nas.errors import UserError
     from predictors.latency.devices import open_device_table
     from predictors.latency.probe import select_keys, write_pack
@@ -19,10 +18,8 @@ def run_pack(args: argparse.Namespace) -> int:
     table, path = open_device_table(args.device, args.table)
     wanted = resolutions(args.resolutions) if args.resolutions else None
     keys = select_keys(table, wanted, args.limit)
-    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  disable=args.quiet) as bar:
-        task = bar.add_task("exporting unit models", total=len(keys))
-        report = write_pack(table, args.out, keys, progress=lambda done, total: bar.update(task, completed=done))
+    with counting_bar("exporting unit models", args.quiet, total=len(keys)) as progress:
+        report = write_pack(table, args.out, keys, progress=progress)
     print(f"{report.path}: {report.models} unit models of {table.label} table {path} "
           f"({report.bytes / 1e6:.1f} MB); unzip it on the device and follow its README.md")
     return 0

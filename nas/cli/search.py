@@ -17,6 +17,7 @@ from pathlib import Path
 
 from nas.cli import search_finalists
 from nas.cli.args import add_data_option, output_dir, path_name, seed
+from nas.cli.progress import counting_bar
 from nas.errors import UserError
 
 DEFAULT_TRIALS = 500
@@ -92,7 +93,11 @@ def run_search(args: argparse.Namespace) -> int:
                                      args.sampler, args.seed)
     print(f"searching the {source.space.name} space ({source.space.size():.3g} members) for the best "
           f"{source.label} within {budget:g} ms on {label}")
-    with _search_bar(args.trials, args.quiet) as progress:
+    with counting_bar("search", args.quiet, total=args.trials) as report:
+        def progress(complete: int, best: float | None) -> None:
+            report(complete, status=f"best within budget {100 * best:.2f}%" if best is not None
+                   else "none within budget yet")
+
         loop = run_trials(study, problem, args.trials, progress, sampler_seed)
     ctx = SearchContext(study_name, problem, str(table_path), table_sha, args.sampler, args.seed, display_url(url))
     summary = write_results(study, ctx, run_dir)
@@ -113,36 +118,6 @@ def _source(args: argparse.Namespace, default_predictor: Path):
     if args.supernet:
         return SupernetSource(args.supernet, args.data)
     return PredictorSource(args.predictor or default_predictor)
-
-
-class _search_bar:
-    """Progress with the best accuracy within budget so far."""
-
-    def __init__(self, total: int, quiet: bool) -> None:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        self.bar = Progress(TextColumn("[bold]search"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                            TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[best]}"),
-                            disable=quiet)
-        self.task = self.bar.add_task("search", total=total, best="")
-
-    def __enter__(self):
-        self.bar.start()
-        return self.update
-
-    def __exit__(self, *exc) -> None:
-        self.bar.stop()
-
-    def update(self, complete: int, best: float | None) -> None:
-        self.bar.update(self.task, completed=complete,
-                        best=f"best within budget {100 * best:.2f}%" if best is not None else "none within budget yet")
 
 
 def _print_top(summary: dict, problem) -> None:
