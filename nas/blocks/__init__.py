@@ -6,6 +6,9 @@ The returned module has `out_channels: int`. A stage that reads or writes Mobile
 tokens sets `uses_tokens = True`, takes `forward(x, tokens)` and returns `(x, tokens)` (tokens is
 None before the first such stage) and exposes `token_dim: int`; every other stage is `forward(x)`.
 Modules with a multi-branch training form implement `reparameterize()` (see common.fuse_model).
+A module whose tensor a weight-sharing supernet must not cut by plain prefixes (fused [q | k | v]
+rows, a conv over a concatenation, a bias table indexed by grid offsets) declares how beside
+itself, in a `weight_sharing` class attribute (see sharing.py).
 """
 from __future__ import annotations
 

@@ -24,6 +24,7 @@ Mobile->Former bridge (`closing_bridge`) before the classifier reads token 0.
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -31,6 +32,7 @@ from torch import nn
 from nas.arch.stages import FormerStage
 from nas.blocks import StageContext
 from nas.blocks.common import ConvBN, ConvBNAct, make_divisible
+from nas.blocks.sharing import Chunks, SharingRule
 from nas.blocks.units import Flow, Unit, chw, halved
 
 
@@ -61,6 +63,11 @@ class DynamicReLU(nn.Module):
     and a2 in [-1, 1] come from token 0 through Linear-ReLU-Linear-h_sigmoid (the paper's theta,
     replacing DY-ReLU's pooled-feature input by the first global token; reduction 4, two linear
     pieces, no offsets, as the release)."""
+
+    # The generator's last Linear emits [a1 | a2] (one slope each per channel): each half takes
+    # its own prefix.
+    weight_sharing: ClassVar[dict[str, SharingRule]] = {"coeffs.2.weight": Chunks(dim=0, parts=2),
+                                                        "coeffs.2.bias": Chunks(dim=0, parts=2)}
 
     def __init__(self, channels: int, token_dim: int, reduction: int = 4) -> None:
         super().__init__()

@@ -1,14 +1,22 @@
 """Classifier head shared by all families (see HeadSpec for the published variants it covers)."""
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import nn
 
 from nas.arch.schema import HeadSpec
 from nas.blocks.common import ConvBNAct, make_act
+from nas.blocks.sharing import HeadFeatures, SharingRule
 
 
 class Head(nn.Module):
+    # The classifier reads cat([pooled features, token 0]): each part takes its own prefix. (The
+    # supernet's head is conv + fc only; with a `hidden` layer, a norm or a distillation
+    # classifier more tensors would read the concatenation, and this does not cover them.)
+    weight_sharing: ClassVar[dict[str, SharingRule]] = {"fc.weight": HeadFeatures()}
+
     def __init__(self, spec: HeadSpec, in_channels: int, num_classes: int, token_dim: int | None) -> None:
         super().__init__()
         self.conv = ConvBNAct(in_channels, spec.channels, 1, act=spec.act) if spec.channels else nn.Identity()

@@ -26,12 +26,15 @@ with it, which exports to ONNX as one constant-folded Gather.
 """
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import nn
 
 from nas.arch.stages import LeViTStage as LeViTStageSpec
 from nas.blocks import StageContext
 from nas.blocks.common import ConvBN
+from nas.blocks.sharing import GridOffsets, SharingRule
 from nas.blocks.units import Flow, Unit, chw
 
 SHRINK_ATTN_RATIO = 4.0
@@ -67,6 +70,12 @@ class Attention(nn.Module):
     and v with one fused conv. The attention output goes through Hardswish before the projection,
     as in the official code (the paper's "Hardswish non-linearity" in the attention block).
     """
+
+    # The bias table is indexed by offsets on this layer's grid: a member at a lower resolution
+    # takes the entries of its offsets (the index buffer it computes itself). The fused qkv / kv
+    # convs need no rule: their rows are head-major (heads, 2 key_dim + value_dim) and the space
+    # does not vary the per-head dims, so the default prefix is a prefix of the heads.
+    weight_sharing: ClassVar[dict[str, SharingRule]] = {"attention_biases": GridOffsets()}
 
     def __init__(self, cin: int, cout: int, heads: int, key_dim: int, value_dim: int,
                  grid: tuple[int, int], stride: int = 1, residual: bool = True) -> None:

@@ -27,6 +27,8 @@ is cropped back to H x W), and a stride-2 patch embedding pads an odd side by on
 """
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from einops import rearrange
@@ -34,6 +36,7 @@ from torch import nn
 
 from nas.arch.stages import LGLStage
 from nas.blocks import StageContext
+from nas.blocks.sharing import Chunks, SharingRule
 from nas.blocks.units import Flow, Unit, chw, halved
 
 _ATTN_LN_EPS = 1e-6
@@ -93,6 +96,11 @@ class GlobalSparseAttn(nn.Module):
     LocalProp (depthwise transposed conv, kernel = stride = r) + LayerNorm back to full resolution,
     then the output projection. Explicit matmuls so that fvcore counts them; qkv has a bias
     (the official models set qkv_bias=True); scale is head_dim ** -0.5."""
+
+    # qkv's rows are [q | k | v], each head-major: a smaller member takes a prefix of each third
+    # (a prefix of all rows would hand its k rows to q).
+    weight_sharing: ClassVar[dict[str, SharingRule]] = {"qkv.weight": Chunks(dim=0, parts=3),
+                                                        "qkv.bias": Chunks(dim=0, parts=3)}
 
     def __init__(self, dim: int, heads: int, sample_rate: int) -> None:
         super().__init__()

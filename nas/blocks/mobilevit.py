@@ -15,6 +15,7 @@ the whole map (through the local conv) at 1/p^2 of the cost of pixel-level atten
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +26,7 @@ from nas.arch.stages import Activation, MobileViTStage
 from nas.blocks import StageContext
 from nas.blocks.common import ConvBNAct, make_act
 from nas.blocks.mv2 import InvertedResidual
+from nas.blocks.sharing import Chunks, SharingRule
 from nas.blocks.units import Flow, Unit, chw, halved
 
 
@@ -32,6 +34,11 @@ class Attention(nn.Module):
     """Multi-head self-attention over the patch axis, written with explicit matmuls (so fvcore
     counts it and the ONNX graph stays plain MatMul/Softmax). Fused qkv and output projections
     carry biases, as in cvnets' MultiHeadAttention."""
+
+    # qkv's rows are [q | k | v], each head-major: a smaller member takes a prefix of each third
+    # (a prefix of all rows would hand its k rows to q).
+    weight_sharing: ClassVar[dict[str, SharingRule]] = {"qkv.weight": Chunks(dim=0, parts=3),
+                                                        "qkv.bias": Chunks(dim=0, parts=3)}
 
     def __init__(self, dim: int, heads: int) -> None:
         super().__init__()
@@ -67,6 +74,10 @@ class TransformerLayer(nn.Module):
 class MobileViTBlock(nn.Module):
     """Local conv representation, global transformer representation on unfolded patches, and
     fusion with the block input (paper Fig. 1b; width preserved)."""
+
+    # The fusion conv reads cat([block input, transformer output]): each half of its input
+    # channels takes its own prefix.
+    weight_sharing: ClassVar[dict[str, SharingRule]] = {"fusion.0.0.weight": Chunks(dim=1, parts=2)}
 
     def __init__(self, channels: int, dim: int, depth: int, heads: int, mlp_ratio: float,
                  patch: int, kernel: int, act: Activation) -> None:

@@ -1,26 +1,34 @@
-"""How a subnet's tensor is cut out of the supernet's largest tensor: the weight-sharing rules.
+"""How a subnet's tensor is cut out of the supernet's largest tensor: the interpretation of the
+weight-sharing rules.
 
 The default rule (OFA / BigNAS / AutoFormer) covers almost every tensor of every family:
 
   - every channel-like dim takes a prefix: the first `width` output channels, the first `expand`
-    hidden channels, the first `heads` heads (the fused projections below are head-major, so a
-    prefix of the fused dim is a prefix of the heads), the first `tokens` tokens;
+    hidden channels, the first `heads` heads (the fused projections are head-major, so a prefix of
+    the fused dim is a prefix of the heads), the first `tokens` tokens;
   - the two spatial dims of a conv kernel take the centre crop (a 3x3 kernel is the middle of the
     5x5 one, as in OFA; OFA's extra kernel-transform matrices are left out for simplicity);
   - elastic depth needs no rule: a subnet's block j is the supernet's block j, so a stage of
     depth d uses the first d blocks.
 
-A few tensors are laid out so that a prefix would mix unrelated parts; each family names them
-here, in one place (`FAMILY_RULES`):
+The few tensors laid out so that a prefix would mix unrelated parts are declared by the module
+that owns them, beside the layer, in its `weight_sharing` class attribute (nas/blocks/sharing.py
+defines the descriptions; the block modules use them):
 
-  - mobilevit / lgl `attn.qkv`: rows are [q | k | v]; each third takes its own prefix;
-  - mobilevit `fusion` conv: its input is cat([block input, transformer output]); each half;
-  - former dynamic ReLU `coeffs.2`: rows are [a1 | a2]; each half;
-  - levit `attention_biases` (heads, H*W), indexed by |dy| * W + |dx| on the stage's grid: a
-    subnet at a lower resolution has a smaller grid and takes the entries of the same offsets
-    (dy, dx) from the largest grid's table (the index buffers are recomputed by the subnet itself
-    and are not shared);
-  - head `fc`: its input is cat([pooled features, token 0]); each part takes its own prefix.
+  - `Chunks(dim, parts)`: mobilevit.Attention and lgl.GlobalSparseAttn `qkv` rows [q | k | v];
+    mobilevit.MobileViTBlock `fusion` conv input cat([block input, transformer output]);
+    former.DynamicReLU `coeffs.2` rows [a1 | a2]. Each part takes its own prefix (`chunked`);
+  - `GridOffsets()`: levit.Attention `attention_biases` (heads, H*W), indexed by |dy| * W + |dx|
+    on the layer's grid: a subnet at a lower resolution has a smaller grid and takes the entries
+    of the same offsets (dy, dx) from the largest grid's table (`levit_bias_rule`; the index
+    buffers are recomputed by the subnet itself and are not shared);
+  - `HeadFeatures()`: head.Head `fc` weight, whose input is cat([pooled features, token 0]);
+    each part takes its own prefix (`head_fc_rule`).
+
+Here is only what each description means (`rule_for`). The supernet collects the declarations of
+its own modules once (`nas.blocks.sharing.declared_rules`, which rejects one naming a tensor its
+module lacks: a renamed layer is an error, not a silent fall-back to prefixes) and looks each
+tensor's rule up by its supernet-side name; the member structure's own declarations must agree.
 
 Names: a subnet's `stages.i.<rest>` lives at `stages.i.<family>.<rest>` in the supernet, with two
 renames where the subnet has fewer *layers* (not just fewer channels) than the largest member:
@@ -30,7 +38,6 @@ layer earlier (levit: two, its shrink attention and MLP).
 """
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -38,6 +45,7 @@ import torch
 from torch import nn
 
 from nas.arch.schema import ArchConfig
+from nas.blocks.sharing import Chunks, GridOffsets, HeadFeatures, SharingRule
 
 Slicer = Callable[[torch.Tensor], torch.Tensor]
 
@@ -127,22 +135,18 @@ def head_fc_rule(big: torch.Tensor, shape: torch.Size, ctx: SliceContext) -> Sli
 
 Rule = Callable[[torch.Tensor, torch.Size, SliceContext], Slicer]
 
-FAMILY_RULES: dict[str, list[tuple[str, Rule]]] = {
-    "mobilevit": [(r"\.attn\.qkv\.(weight|bias)$", chunked(0, 3)),
-                  (r"\.fusion\.0\.0\.weight$", chunked(1, 2))],
-    "lgl": [(r"\.attn\.qkv\.(weight|bias)$", chunked(0, 3))],
-    "levit": [(r"attention_biases$", levit_bias_rule)],
-    "former": [(r"\.act[12]\.coeffs\.2\.(weight|bias)$", chunked(0, 2))],
-    "head": [(r"^head\.fc\.weight$", head_fc_rule)],
-}
-"""Per-family exceptions to `default_rule`, matched against the supernet-side name."""
-
-
-def rule_for(family: str, big_name: str) -> Rule:
-    for pattern, rule in FAMILY_RULES.get(family, ()):
-        if re.search(pattern, big_name):
-            return rule
-    return default_rule
+def rule_for(declared: SharingRule | None) -> Rule:
+    """The slicing function of a declared rule; `default_rule` for an undeclared tensor (None).
+    A description this module does not know is an error, never the default."""
+    if declared is None:
+        return default_rule
+    if isinstance(declared, Chunks):
+        return chunked(declared.dim, declared.parts)
+    if isinstance(declared, GridOffsets):
+        return levit_bias_rule
+    if isinstance(declared, HeadFeatures):
+        return head_fc_rule
+    raise TypeError(f"no slicing for the weight-sharing rule {declared!r} (nas.supernet.slicing.rule_for)")
 
 
 # --- names -----------------------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 How a member runs: its own network structure (nas.builder.HybridNet, the class every other tool
 builds) is called with `torch.func.functional_call` on tensors cut from the supernet's weights by
-slicing.py. The cuts are views (or, for the few re-ordered tensors, differentiable gathers), so
+slicing.py, following the rules the block modules declare beside their layers. The cuts are views
+(or, for the few re-ordered tensors, differentiable gathers), so
 
   - gradients of the member's loss land in the supernet's weights;
   - BatchNorm running statistics, updated in place by the member's forward in training mode,
@@ -23,6 +24,7 @@ from torch import nn
 from torch.func import functional_call
 
 from nas.arch.schema import ArchConfig, parse_arch
+from nas.blocks.sharing import declared_rules
 from nas.builder import HybridNet, init_weights
 from nas.errors import UserError
 from nas.supernet.containers import build_head, build_stage_containers, build_stem, head_token_dim
@@ -59,6 +61,9 @@ class Supernet(nn.Module):
             self.stages = nn.ModuleList(build_stage_containers(space, i) for i in range(len(space.stages)))
             self.head = build_head(space)
             init_weights(self)
+        # Every module's `weight_sharing` declaration, checked against its tensors now (a renamed
+        # layer fails here, not as silently mixed weights later): {supernet tensor name: rule}.
+        self._sharing = declared_rules(self)
         self.cache_size = cache_size
         self._plans: OrderedDict[str, _Plan] = OrderedDict()
         self.active: ArchConfig | None = None
@@ -138,16 +143,21 @@ class Supernet(nn.Module):
     def _entries(self, arch: ArchConfig, structure: HybridNet) -> list[tuple[str, torch.Tensor, Slicer]]:
         big_tensors = dict(self.named_parameters())
         big_tensors.update(self.named_buffers())
+        sub_sharing = declared_rules(structure)
         entries = []
         shifts: dict[int, int] = {}
         for name, tensor in structure.state_dict(keep_vars=True).items():
-            family, big_name = self._big_name(name, arch, structure, shifts)
+            big_name = self._big_name(name, arch, structure, shifts)
             if big_name not in big_tensors:
                 raise KeyError(f"{arch.name}: {name} (as {big_name}) has no counterpart in the supernet")
             big = big_tensors[big_name]
+            declared = self._sharing.get(big_name)
+            if sub_sharing.get(name) != declared:  # the same layer on both sides, or the renaming is wrong
+                raise ValueError(f"{arch.name}: {name} is declared {sub_sharing.get(name)!r} in the member but "
+                                 f"{big_name} is declared {declared!r} in the supernet")
             ctx = SliceContext(structure, self, name, big_name, arch)
             try:
-                cut = _identity if big.ndim == 0 else rule_for(family, big_name)(big, tensor.shape, ctx)
+                cut = _identity if big.ndim == 0 else rule_for(declared)(big, tensor.shape, ctx)
                 got = cut(big.detach())
             except ValueError as exc:
                 raise ValueError(f"{arch.name}: {name} (as {big_name}): {exc}") from None
@@ -158,20 +168,20 @@ class Supernet(nn.Module):
         return entries
 
     def _big_name(self, name: str, arch: ArchConfig, structure: HybridNet,
-                  shifts: dict[int, int]) -> tuple[str, str]:
-        """(family whose rules apply, supernet-side name) of a member's tensor name."""
+                  shifts: dict[int, int]) -> str:
+        """The supernet-side name of a member's tensor name."""
         top, _, rest = name.partition(".")
         if top == "stem" and self.stem_sharing == "per-depth":
-            return top, f"stem.depth{arch.stem.depth}.{rest}"
+            return f"stem.depth{arch.stem.depth}.{rest}"
         if top != "stages":
-            return top, name
+            return name
         index_s, _, rest = rest.partition(".")
         i = int(index_s)
         family = arch.stages[i].block
         sub_stage, big_stage = structure.stages[i], self.stages[i][family]
         if i not in shifts:
             shifts[i] = layer_shift(sub_stage, big_stage)
-        return family, f"stages.{i}.{family}.{rename_in_stage(rest, sub_stage, big_stage, shifts[i])}"
+        return f"stages.{i}.{family}.{rename_in_stage(rest, sub_stage, big_stage, shifts[i])}"
 
 
 def _identity(t: torch.Tensor) -> torch.Tensor:
