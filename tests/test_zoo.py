@@ -65,3 +65,23 @@ def test_onnx_runtime_matches_torch(name):
     sess = ort.InferenceSession(onnx_bytes(model, x[:1]), providers=["CPUExecutionProvider"])
     got = sess.run(None, {"input": x.numpy()})[0]  # batch 2 through a batch-1 export: dynamic axis
     assert np.abs(got - expected).max() <= 1e-4, (np.abs(got - expected).max(), expected.std())
+
+
+# ------------------------------------------------------------------ the official structure, pinned
+def test_edgevit_stem_is_the_official_patch_embedding_a_4x4_conv_with_bias_then_layernorm():
+    model = build_model(load_zoo("edgevit_xxs"))
+    shapes = {k: tuple(v.shape) for k, v in model.stem.state_dict().items()}
+    assert shapes == {"0.proj.weight": (36, 3, 4, 4), "0.proj.bias": (36,), "0.norm.weight": (36,),
+                      "0.norm.bias": (36,)}  # no BatchNorm statistics: saic-fi/edgevit patch_embed1
+    x = torch.randn(2, 3, 32, 32)
+    tokens = torch.nn.functional.conv2d(x, model.stem[0].proj.weight, model.stem[0].proj.bias, stride=4)
+    expected = torch.nn.functional.layer_norm(tokens.permute(0, 2, 3, 1), (36,), model.stem[0].norm.weight,
+                                              model.stem[0].norm.bias).permute(0, 3, 1, 2)
+    torch.testing.assert_close(model.stem(x), expected)
+
+
+def test_levit_gives_each_classifier_its_own_batchnorm_as_bn_linear_does():
+    head = build_model(load_zoo("levit_128s")).head
+    assert isinstance(head.norm, torch.nn.BatchNorm1d) and isinstance(head.norm_dist, torch.nn.BatchNorm1d)
+    assert head.norm is not head.norm_dist and head.fc_dist is not None
+    assert [n for n, _ in head.named_children()] == ["conv", "hidden", "norm", "dropout", "fc", "norm_dist", "fc_dist"]

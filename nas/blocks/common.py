@@ -1,10 +1,12 @@
-"""Layers every family uses: conv-BN(-act) with BN folding, squeeze-excitation, activations.
+"""Layers every family uses: conv-BN(-act) with BN folding, squeeze-excitation, activations; and
+EdgeViT's patch embedding, shared by its stages and its stem.
 
 Kept tiny on purpose; anything specific to one paper lives in that family's module.
 """
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from nas.arch.stages import Activation
@@ -94,3 +96,29 @@ def fuse_model(model: nn.Module) -> nn.Module:
     if hasattr(model, "reparameterize"):
         model.reparameterize()
     return model
+
+
+class LayerNorm2d(nn.LayerNorm):
+    """LayerNorm over the channels of each pixel of an NCHW map (the official patch embedding
+    flattens to tokens, normalises and reshapes back: the same numbers)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+class PatchEmbed(nn.Module):
+    """Non-overlapping k x k conv with stride k (bias, no BN) then LayerNorm: EdgeViT's
+    downsampling between stages (k = 2). With k = 1 it is the channel projection a stride-1
+    stage needs when its input width differs (the official network never has one)."""
+
+    def __init__(self, cin: int, cout: int, patch: int) -> None:
+        super().__init__()
+        self.patch = patch
+        self.proj = nn.Conv2d(cin, cout, patch, patch)
+        self.norm = LayerNorm2d(cout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pad_h, pad_w = -x.shape[-2] % self.patch, -x.shape[-1] % self.patch
+        if pad_h or pad_w:  # shape-only branch: odd maps keep their last row/column
+            x = F.pad(x, (0, pad_w, 0, pad_h))
+        return self.norm(self.proj(x))

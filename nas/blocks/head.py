@@ -27,21 +27,27 @@ class Head(nn.Module):
             features = spec.hidden
         else:
             self.hidden = nn.Identity()
-        self.norm: nn.Module = {"none": nn.Identity, "bn": nn.BatchNorm1d, "ln": nn.LayerNorm}[spec.norm](features) \
-            if spec.norm != "none" else nn.Identity()
+        # LeViT's BN_Linear: each classifier, the distillation one too, has its own norm
+        self.norm = _norm(spec.norm, features)
         self.dropout = nn.Dropout(spec.dropout)
         self.fc = nn.Linear(features, num_classes)
+        self.norm_dist = _norm(spec.norm, features) if spec.distill else None
         self.fc_dist = nn.Linear(features, num_classes) if spec.distill else None
 
     def features(self, x: torch.Tensor, tokens: torch.Tensor | None = None) -> torch.Tensor:
         x = self.conv(x).mean((2, 3))
         if self.uses_tokens:
             x = torch.cat([x, tokens[:, 0]], dim=1)
-        return self.norm(self.hidden(x))
+        return self.hidden(x)
 
     def forward(self, x: torch.Tensor, tokens: torch.Tensor | None = None) -> torch.Tensor:
-        x = self.dropout(self.features(x, tokens))
-        logits = self.fc(x)
+        x = self.features(x, tokens)
+        logits = self.fc(self.dropout(self.norm(x)))
         if self.fc_dist is not None:  # averaged as at DeiT/LeViT/RepViT inference
-            logits = (logits + self.fc_dist(x)) / 2
+            logits = (logits + self.fc_dist(self.dropout(self.norm_dist(x)))) / 2
         return logits
+
+
+def _norm(kind: str, features: int) -> nn.Module:
+    return {"none": nn.Identity, "bn": nn.BatchNorm1d, "ln": nn.LayerNorm}[kind](features) if kind != "none" \
+        else nn.Identity()

@@ -30,44 +30,18 @@ from __future__ import annotations
 from typing import ClassVar
 
 import torch
-import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
 from nas.arch.stages import LGLStage
 from nas.blocks import StageContext
+from nas.blocks.common import PatchEmbed
 from nas.blocks.sharing import Chunks, SharingRule
 from nas.blocks.units import Flow, Unit, chw, halved
 
 _ATTN_LN_EPS = 1e-6
 """The model-level `norm_layer` of the official EdgeViT (LayerNorm, eps 1e-6) is used by the
 transformer half of every block; its patch embeddings and LocalProp use nn.LayerNorm's default."""
-
-
-class LayerNorm2d(nn.LayerNorm):
-    """LayerNorm over the channels of each pixel of an NCHW map (the official patch embedding
-    flattens to tokens, normalises and reshapes back: the same numbers)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
-
-
-class PatchEmbed(nn.Module):
-    """Non-overlapping k x k conv with stride k (bias, no BN) then LayerNorm: EdgeViT's
-    downsampling between stages (k = 2). With k = 1 it is the channel projection a stride-1
-    stage needs when its input width differs (the official network never has one)."""
-
-    def __init__(self, cin: int, cout: int, patch: int) -> None:
-        super().__init__()
-        self.patch = patch
-        self.proj = nn.Conv2d(cin, cout, patch, patch)
-        self.norm = LayerNorm2d(cout)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pad_h, pad_w = -x.shape[-2] % self.patch, -x.shape[-1] % self.patch
-        if pad_h or pad_w:  # shape-only branch: odd maps keep their last row/column
-            x = F.pad(x, (0, pad_w, 0, pad_h))
-        return self.norm(self.proj(x))
 
 
 class LocalAgg(nn.Module):

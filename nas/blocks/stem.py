@@ -1,10 +1,11 @@
-"""Early convolutions (LeViT / RepViT / MobileViT / MobileNet stems) or EdgeViT's 4x4 patchify."""
+"""Early convolutions (LeViT / RepViT / MobileViT / MobileNet stems) or EdgeViT's 4x4 patchify
+(the official `patch_embed1`: a 4x4 stride-4 conv with bias, then LayerNorm over channels)."""
 from __future__ import annotations
 
 from torch import nn
 
 from nas.arch.schema import StemSpec
-from nas.blocks.common import ConvBN, ConvBNAct
+from nas.blocks.common import ConvBNAct, PatchEmbed
 
 
 def stem_channels(spec: StemSpec) -> list[int]:
@@ -16,7 +17,7 @@ class Stem(nn.Sequential):
     def __init__(self, spec: StemSpec, in_channels: int = 3) -> None:
         layers: list[nn.Module] = []
         if spec.kernel == 4:
-            layers.append(ConvBN(in_channels, spec.channels, kernel=4, stride=4, padding=0))
+            layers.append(PatchEmbed(in_channels, spec.channels, patch=4))
         else:
             cin = in_channels
             chans = stem_channels(spec)
