@@ -3,6 +3,9 @@
 Counts are taken on the inference form of the network (eval mode, re-parameterised branches
 fused, as the papers report deploy models). FLOPs are fvcore's count, which is multiply-accumulates
 (one fused multiply-add = one FLOP), the convention the five papers use for "FLOPs"/"MAdds".
+
+`deploy_counts` is the RepViT convention beside it: every BatchNorm folded into its conv or
+classifier (fvcore counts an eval BN as 2 FLOPs an element, so folding lowers FLOPs as well).
 """
 from __future__ import annotations
 
@@ -13,12 +16,48 @@ import torch
 from torch import nn
 
 from nas.arch.schema import ArchConfig
-from nas.blocks.common import fuse_model
+from nas.blocks.common import ConvBN, fuse_model
+from nas.blocks.head import Head
 
 
 def inference_copy(model: nn.Module) -> nn.Module:
     """A deep copy in eval mode with re-parameterisable branches fused."""
     return fuse_model(copy.deepcopy(model).eval())
+
+
+@torch.no_grad()
+def _fold_bn_into_linear(bn: nn.BatchNorm1d, fc: nn.Linear) -> nn.Linear:
+    """`fc(bn(x))` in eval mode as one Linear. Written here because the classifier's BN (LeViT's
+    and RepViT's BN_Linear) comes *before* its Linear, while ConvBN.fused_conv folds a BN into the
+    conv *before* it: W' = W diag(s), b' = b + W (beta - mean s), s = gamma / sqrt(var + eps)."""
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    fused = nn.Linear(fc.in_features, fc.out_features, device=fc.weight.device, dtype=fc.weight.dtype)
+    fused.weight.copy_(fc.weight * scale)
+    fused.bias.copy_(fc.bias + fc.weight @ (bn.bias - bn.running_mean * scale))
+    return fused
+
+
+def deploy_copy(model: nn.Module) -> nn.Module:
+    """`inference_copy` with every BatchNorm folded, as RepViT's official deploy model (and its
+    params/MACs): each ConvBN becomes its biased conv, each classifier's BN folds into its Linear.
+    A BN that no conv precedes (EdgeViT's pre-norms) stays and is counted. Same function in eval mode."""
+    model = inference_copy(model)
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, ConvBN):
+                setattr(parent, name, child.fused_conv())
+        if isinstance(parent, Head):  # forward: fc(dropout(norm(x))), dropout the identity in eval
+            for norm, fc in (("norm", "fc"), ("norm_dist", "fc_dist")):
+                if isinstance(getattr(parent, norm), nn.BatchNorm1d):
+                    setattr(parent, fc, _fold_bn_into_linear(getattr(parent, norm), getattr(parent, fc)))
+                    setattr(parent, norm, nn.Identity())
+    return model
+
+
+def deploy_counts(model: nn.Module, resolution: int) -> tuple[int, int]:
+    """(params, FLOPs) of `deploy_copy(model)` on one image at `resolution`."""
+    model = deploy_copy(model)
+    return count_params(model), count_flops(model, resolution)
 
 
 def count_params(model: nn.Module) -> int:

@@ -1,15 +1,22 @@
 """The reference zoo: every published model within 5% params and 15% FLOPs of its paper, and
-its ONNX export equal to torch within 1e-4."""
+its ONNX export equal to torch within 1e-4; the deploy counts (every BN folded, the RepViT
+convention) below ours and of a network that computes the same function."""
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
 
+from nas.blocks.common import ConvBN
 from nas.builder import build_model
 from nas.export import onnx_bytes
+from nas.profile import count_params, deploy_copy, deploy_counts
 from search_spaces.reference import fidelity, load_zoo, zoo_names
+
+_fidelity = functools.cache(fidelity)  # two tests read each row; one count per model
 
 FAMILIES = {"mv2", "repvit", "mobilevit", "lgl", "levit", "former"}
 
@@ -28,7 +35,7 @@ def test_published_figures_are_recorded(name):
 
 @pytest.mark.parametrize("name", zoo_names())
 def test_params_and_flops_match_the_paper(name):
-    row = fidelity(name)
+    row = _fidelity(name)
     assert abs(row["params_err"]) <= 0.05, f"params {row['params'] / 1e6:.2f}M vs {row['params_published'] / 1e6}M"
     assert abs(row["flops_err"]) <= 0.15, f"FLOPs {row['flops'] / 1e6:.0f}M vs {row['flops_published'] / 1e6}M"
 
@@ -65,6 +72,46 @@ def test_onnx_runtime_matches_torch(name):
     sess = ort.InferenceSession(onnx_bytes(model, x[:1]), providers=["CPUExecutionProvider"])
     got = sess.run(None, {"input": x.numpy()})[0]  # batch 2 through a batch-1 export: dynamic axis
     assert np.abs(got - expected).max() <= 1e-4, (np.abs(got - expected).max(), expected.std())
+
+
+# ------------------------------------------------------------------ deploy counts: every BN folded
+@pytest.mark.parametrize("name", zoo_names())
+def test_deploy_params_are_below_ours_for_every_model_with_batchnorm(name):
+    row = _fidelity(name)
+    assert row["params_deploy"] < row["params"], (row["params_deploy"], row["params"])
+    assert row["flops_deploy"] < row["flops"]  # fvcore counts an eval-mode BN: 2 per element
+
+
+def test_deploy_count_of_conv_bn_is_the_conv_weights_and_one_bias_per_output_channel():
+    model = torch.nn.Sequential(ConvBN(3, 8, 3), torch.nn.ReLU(), ConvBN(8, 16, 1))
+    assert count_params(model) == 8 * 3 * 9 + 2 * 8 + 16 * 8 + 2 * 16  # conv without bias + BN
+    params, _ = deploy_counts(model, 8)
+    assert params == (8 * 3 * 9 + 8) + (16 * 8 + 16)
+
+
+@pytest.fixture
+def float64():
+    """Float64 throughout (folded layers are created in the default dtype): float32 noise of a deep
+    network (~3e-4 on LeViT's logits) would hide a fold that is off by 1e-6; float64 noise is 1e-12."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
+
+
+@pytest.mark.parametrize("name", ["repvit_m0_9", "levit_128s", "edgevit_xxs", "mobile_former_26m"])
+def test_the_folded_network_computes_the_same_function(name, float64):
+    arch = load_zoo(name).model_copy(update={"resolution": 64})
+    model = _with_trained_like_norms(
+        build_model(arch, seed=0), torch.randn(8, 3, 64, 64, generator=torch.Generator().manual_seed(2)))
+    folded = deploy_copy(model)
+    bns = [m for m in folded.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert len(bns) == (10 if name == "edgevit_xxs" else 0)  # only EdgeViT's pre-norms stay (no layer before)
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected, got = model(x), folded(x)
+    assert expected.dtype == torch.float64 and expected.std() > 0.01
+    torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-9)
 
 
 # ------------------------------------------------------------------ the official structure, pinned

@@ -17,8 +17,10 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="reference zoo (ours vs published; FLOPs = multiply-accumulates, fvcore)")
-    for col in ("name", "family", "px", "params M", "pub", "err", "FLOPs M", "pub", "err", "top-1"):
+    table = Table(title="reference zoo (ours vs published; FLOPs = multiply-accumulates, fvcore)",
+                  caption="deploy: every BN folded, the RepViT convention")
+    for col in ("name", "family", "px", "params M", "pub", "err", "params M (deploy)", "err",
+                "FLOPs M", "pub", "err", "FLOPs M (deploy)", "err", "top-1"):
         table.add_column(col, justify="left" if col in ("name", "family") else "right")
 
     def err(row: dict, key: str, tol: float) -> str:
@@ -30,8 +32,10 @@ def run(args: argparse.Namespace) -> int:
     for r in rows:
         table.add_row(r["name"], "+".join(r["families"]), str(r["resolution"]), f"{r['params'] / 1e6:.2f}",
                       f"{r.get('params_published', 0) / 1e6:.1f}", err(r, "params", PARAMS_TOL),
+                      f"{r['params_deploy'] / 1e6:.2f}", err(r, "params_deploy", PARAMS_TOL),
                       f"{r['flops'] / 1e6:.0f}", f"{r.get('flops_published', 0) / 1e6:.0f}",
-                      err(r, "flops", FLOPS_TOL), str(r["top1"] or "-"))
+                      err(r, "flops", FLOPS_TOL), f"{r['flops_deploy'] / 1e6:.0f}",
+                      err(r, "flops_deploy", FLOPS_TOL), str(r["top1"] or "-"))
     Console().print(table)
     return 0
 

@@ -42,16 +42,21 @@ def load_zoo_scaled(name: str, resolution: int, num_classes: int) -> ArchConfig:
 
 
 def fidelity(name: str) -> dict:
-    """Our params/FLOPs of a zoo model against its published figures (relative errors)."""
-    from nas.profile import profile_arch
+    """Our params/FLOPs of a zoo model against its published figures (relative errors), and the
+    same in the RepViT deploy convention (`params_deploy`, `flops_deploy`: every BN folded)."""
+    from nas.builder import build_model
+    from nas.profile import deploy_counts, profile_arch
 
     arch = load_zoo(name)
     pub = arch.meta.get("published", {})
-    ours = profile_arch(arch)
+    model = build_model(arch)
+    ours = profile_arch(arch, model)
+    ours["params_deploy"], ours["flops_deploy"] = deploy_counts(model, arch.resolution)
     row = {"name": name, "families": sorted({s.block for s in arch.stages}), "resolution": arch.resolution,
-           "params": ours["params"], "flops": ours["flops"], "top1": pub.get("top1"), "paper": pub.get("paper")}
+           **ours, "top1": pub.get("top1"), "paper": pub.get("paper")}
     for key, pub_key in (("params", "params_m"), ("flops", "flops_m")):
         if pub.get(pub_key):
             row[f"{key}_published"] = pub[pub_key] * 1e6
-            row[f"{key}_err"] = ours[key] / (pub[pub_key] * 1e6) - 1
+            for count in (key, f"{key}_deploy"):
+                row[f"{count}_err"] = ours[count] / (pub[pub_key] * 1e6) - 1
     return row
