@@ -107,7 +107,8 @@ def test_se_placement_restarts_after_the_downsampling_layer(mode: str, expected:
 
 def test_repvit_m0_9_has_the_official_parameter_count() -> None:
     """The official training log (logs/repvit_m0_9_distill_300e.txt) reports 5,489,328 parameters for
-    the unfused model with both classifiers, each with its own BatchNorm1d(384) as ours now has. Fused without the distillation head (as the README's
+    the unfused model with both classifiers, each with its own BatchNorm1d(384) as ours now has.
+    Fused without the distillation head (as the README's
     5.1M is counted) every RepVGGDW collapses to one biased 3x3 DW conv."""
     arch = load_zoo("repvit_m0_9")
     with_distill = parse_arch({**arch.to_dict(), "head": {**arch.head.model_dump(), "distill": True}})
