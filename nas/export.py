@@ -22,7 +22,7 @@ and adds what only this converter needs:
   channel by the converter (540 TRANSPOSE_CONV + 561 SLICE for edgevit_xxs, +25% LiteRT time, as
   issue 25 measured). With kernel = stride it is exactly a grouped 1x1 conv to C*r*r channels
   followed by PixelShuffle(r): each output pixel is one input pixel times one weight plus the bias
-  either way (`rewrite_for_litert`; bit-identical in PyTorch, tested). edgevit_xxs then converts
+  either way (`rewrite_for_litert`; exact up to one fp32 rounding in PyTorch, tested). edgevit_xxs then converts
   to 671 ops with no TRANSPOSE_CONV. Not rewritten (yet): the strided slices `x[..., ::r, ::r]`
   (EdgeViT's delegate sampling, LeViT's shrink-attention queries) stay STRIDED_SLICE, which
   XNNPACK does not delegate; the exact rewrite is a depthwise stride-r 1x1 conv of weight 1, but
@@ -164,19 +164,18 @@ def _quiet() -> Iterator[None]:
         warnings.simplefilter("ignore")
         os.dup2(sink.fileno(), 1)
         os.dup2(sink.fileno(), 2)
+        failed = True
         try:
             yield
-        except BaseException:
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            sink.seek(0)
-            sys.stderr.write(sink.read().decode("utf-8", "replace"))
-            raise
+            failed = False
         finally:
             os.dup2(saved[0], 1)
             os.dup2(saved[1], 2)
             for fd in saved:
                 os.close(fd)
+            if failed:  # after the restore: the replay goes to the real stderr
+                sink.seek(0)
+                sys.stderr.write(sink.read().decode("utf-8", "replace"))
 
 
 def fill_zero_params(model: nn.Module, seed: int = 0) -> int:
