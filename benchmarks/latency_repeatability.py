@@ -26,6 +26,13 @@ machine's fingerprint (with its speed probe). Run it on a quiet machine, and say
 job lowers every protocol's figures, which is what the disturbed shares show.
 Full size (60 subnets, 3 passes): about 10 minutes on a 2-core VM. `--tiny` (for tests) times
 each model a few runs only.
+
+The report also holds a *noise trace* (`--trace-seconds`, default 60; `--trace-only` adds it to an
+existing report): one fixed subnet timed in consecutive chunks of 20 runs, one session, nothing
+else changing. The spread of its chunk medians is how much this machine's own speed moves from
+second to second (a shared physical core, the host's other tenants): interference that takes no
+CPU time from this process, so the CPU-share check cannot see it, and no protocol removes it -
+more passes only raise the chance that one of them falls in a fast second.
 """
 from __future__ import annotations
 
@@ -50,9 +57,12 @@ from predictors.latency.measure import (  # noqa: E402
     DISTURBED_BELOW,
     RunPolicy,
     Timing,
-    network_onnx,  # noqa: E402
+    make_session,
+    network_onnx,
     pinned,
+    random_feeds,
     time_passes,
+    time_session,
 )
 from predictors.latency.validate import E2E_POLICY, machine_info  # noqa: E402
 
@@ -103,7 +113,30 @@ def agreement(first: dict[str, float], second: dict[str, float]) -> dict[str, fl
             "median_abs_pct": float(100 * np.median(err))}
 
 
-def run(samples: int, seed: int, passes: int, tiny: bool) -> dict[str, Any]:
+def noise_trace(arch: Any, seconds: float, chunk_runs: int = 20) -> dict[str, Any]:
+    """One network timed in consecutive chunks of `chunk_runs` runs for `seconds` (one session):
+    the spread of the chunk medians, and the CPU share the process had while they ran."""
+    session = make_session(network_onnx(build_model(arch), arch.resolution), 1)
+    feeds = random_feeds(session)
+    time_session(session, feeds, RunPolicy(warmup=10, min_runs=1, min_seconds=0.0, max_runs=1))
+    chunk = RunPolicy(warmup=0, min_runs=chunk_runs, min_seconds=0.0, max_runs=chunk_runs)
+    chunks: list[Timing] = []
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end or len(chunks) < 2:
+        chunks.append(time_session(session, feeds, chunk))
+    med = np.array([c.median_us for c in chunks])
+    p10, p50, p90 = np.percentile(med, [10, 50, 90])
+    return {"arch_hash": arch.arch_hash(), "resolution": arch.resolution, "seconds": seconds,
+            "chunks": len(chunks), "runs_per_chunk": chunk_runs,
+            "chunk_median_us": {"min": round(float(med.min()), 1), "p10": round(float(p10), 1),
+                                "p50": round(float(p50), 1), "p90": round(float(p90), 1),
+                                "max": round(float(med.max()), 1)},
+            "p90_over_p10": round(float(p90 / p10), 3), "max_over_min": round(float(med.max() / med.min()), 3),
+            "chunks_within_5pct_of_fastest": round(float(np.mean(med <= 1.05 * med.min())), 3),
+            "cpu_share_min": round(min(c.cpu_share for c in chunks), 3)}
+
+
+def run(samples: int, seed: int, passes: int, tiny: bool, trace_seconds: float) -> dict[str, Any]:
     policy = TINY if tiny else E2E_POLICY
     archs = subnets(samples, seed)
     models = {a.arch_hash(): network_onnx(build_model(a), a.resolution) for a in archs}
@@ -132,6 +165,7 @@ def run(samples: int, seed: int, passes: int, tiny: bool) -> dict[str, Any]:
         "load_average_before": load_before,
         "load_average_after": os.getloadavg() if hasattr(os, "getloadavg") else None,
         "protocols": report, "most_repeatable": best,
+        "noise_trace": noise_trace(archs[0], trace_seconds),
         "issue_24_baseline": {"within_5pct": 0.61, "within_10pct": 0.82, "what": "two validate timings, 100 subnets"},
         "machine": {**machine(), **machine_info(1)},
     }
@@ -143,13 +177,30 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--passes", type=int, default=3, help="passes per interleaved measurement (default 3)")
     ap.add_argument("--tiny", action="store_true", help="a few runs per timing (smoke test; figures meaningless)")
+    ap.add_argument("--trace-seconds", type=float, default=60.0,
+                    help="length of the noise trace (one fixed subnet in 20-run chunks; default 60)")
+    ap.add_argument("--trace-only", action="store_true",
+                    help="add (or redo) the noise trace of an existing --out report")
     ap.add_argument("--out", type=Path, default=RESULTS / "latency_repeatability.json")
     args = ap.parse_args(argv)
-    if args.samples < 2 or args.passes < 1:
-        ap.error("--samples must be at least 2 and --passes at least 1")
-    result = run(args.samples, args.seed, args.passes, args.tiny)
+    if args.samples < 2 or args.passes < 1 or args.trace_seconds <= 0:
+        ap.error("--samples must be at least 2, --passes at least 1 and --trace-seconds positive")
+    if args.trace_only:
+        try:
+            result = json.loads(args.out.read_text())
+        except (OSError, ValueError) as exc:
+            ap.error(f"--trace-only: {args.out}: expected an earlier report of this script ({exc})")
+        result["noise_trace"] = noise_trace(subnets(1, result.get("seed", args.seed))[0], args.trace_seconds)
+        result["noise_trace"]["command"] = f"python benchmarks/latency_repeatability.py --trace-only " \
+                                           f"--trace-seconds {args.trace_seconds:g}"
+        result["noise_trace"]["load_average_after"] = os.getloadavg() if hasattr(os, "getloadavg") else None
+    else:
+        result = run(args.samples, args.seed, args.passes, args.tiny, args.trace_seconds)
     result["out"] = repo_path(args.out)
     atomic_write_text(args.out, json.dumps(result, indent=1) + "\n")
+    trace = result["noise_trace"]
+    print(f"noise trace: {trace['chunks']} chunks of one subnet, chunk medians p90/p10 {trace['p90_over_p10']:.2f}x, "
+          f"max/min {trace['max_over_min']:.2f}x, CPU share >= {trace['cpu_share_min']:.2f}")
     for name, r in result["protocols"].items():
         print(f"{name:16s} within 5%: {r['within_5pct']:6.1%}  within 10%: {r['within_10pct']:6.1%}  median "
               f"{r['median_abs_pct']:.1f}%  {r['seconds']:.0f} s  disturbed {r['disturbed_share']:.0%}")

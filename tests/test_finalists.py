@@ -93,6 +93,38 @@ def test_choose_keeps_every_measurement_in_the_study_and_resumes_without_measuri
     assert study.user_attrs[FINALISTS_ATTR]["finalists"] == record["finalists"]
     again, _ = choose(study, front, SPACE, 1.05, plan, tmp_path, measure=measure)
     assert again.number == 4 and len(calls) == 3  # resumed from the study's record
+    other_threads, _ = choose(study, front, SPACE, 1.05, Plan(k=3, verify=True, threads=2), tmp_path, measure=measure)
+    assert len(calls) == 6  # a measurement at another thread count is not the same measurement
+
+
+def test_a_refine_after_a_verify_on_the_same_study_measures_nothing_again(tmp_path):
+    import optuna
+
+    from nas.search.finalists import Plan, choose
+    from nas.search.results import Row
+
+    archs = [SPACE.sample(i) for i in range(4)]
+    front = [Row(i, 0.5 + 0.05 * i, 0.5 + 0.1 * i, True, SPACE.encode(a)) for i, a in enumerate(archs)]
+    calls = []
+
+    def measure(arch):
+        calls.append(arch.arch_hash())
+        return (0.6,) * 3
+
+    study = optuna.create_study(direction="maximize")
+    choose(study, front, SPACE, 1.0, Plan(k=3, verify=True), tmp_path, measure=measure)
+    assert len(calls) == 3
+    trained = []
+    monkey = pytest.MonkeyPatch()
+    monkey.setattr("nas.search.finalists.train_until",
+                   lambda arch, data, out, epochs, until, batch: trained.append(until) or 0.1 * until)
+    try:
+        _, record = choose(study, front, SPACE, 1.0, Plan(k=3, verify=True, refine=True), tmp_path,
+                           data=object(), measure=measure)
+    finally:
+        monkey.undo()
+    assert len(calls) == 3 and sorted(trained) == [1, 1, 1, 2, 2, 4]
+    assert all(f["measured_ms"] == 0.6 for f in record["finalists"])
 
 
 # ------------------------------------------------------------------ nas search --refine / --verify, end to end

@@ -41,13 +41,15 @@ def test_metrics_count_within_bands_and_rank_agreement():
     assert m["within_5pct"] == 0.75 and m["within_10pct"] == 1.0 and m["kendall_tau"] == pytest.approx(1.0)
 
 
-def test_repeatability_compares_each_subnets_first_two_timings():
+def test_repeatability_compares_the_odd_against_the_even_numbered_timings_of_each_subnet():
     samples = _samples(per_unit_ms=0.0, scale=1.0)
     agree = [Sample(**{**s.__dict__, "medians_ms": (2.0, 2.06)}) for s in samples[:3]]  # 3% apart
-    apart = [Sample(**{**s.__dict__, "medians_ms": (2.0, 2.16, 1.9)}) for s in samples[3:4]]  # 8% apart
+    # halves: lowest of (2.0, 2.1) against lowest of (2.3, 2.16): 8% apart (the second timing alone, 15%)
+    apart = [Sample(**{**s.__dict__, "medians_ms": (2.0, 2.3, 2.1, 2.16)}) for s in samples[3:4]]
     rep = evaluate(agree + apart + samples[4:])["measurement_repeatability"]
     assert rep["subnets"] == 4  # subnets timed once (or from an older journal) do not count
     assert rep["within_5pct"] == 0.75 and rep["within_10pct"] == 1.0
+    assert rep["timings_per_half"] == 1  # the shortest record decides
     assert evaluate(samples)["measurement_repeatability"] is None
 
 
@@ -128,10 +130,12 @@ def test_the_repeatability_benchmark_runs_at_tiny_size(tmp_path):
 
     out = tmp_path / "rep.json"
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "latency_repeatability.py"
-    done = subprocess.run([sys.executable, str(script), "--samples", "3", "--tiny", "--out", str(out)],
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run([sys.executable, str(script), "--samples", "3", "--tiny", "--trace-seconds", "0.3",
+                           "--out", str(out)], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     report = json.loads(out.read_text())
     assert set(report["protocols"]) == {"current", "interleaved", "interleaved_p10", "pinned", "undisturbed"}
     assert all(0 <= p["within_5pct"] <= p["within_10pct"] <= 1 for p in report["protocols"].values())
     assert report["machine"]["fingerprint"]["probe"]["models"] and report["samples"] == 3
+    trace = report["noise_trace"]  # one subnet in consecutive chunks: the machine's own speed, second to second
+    assert trace["chunks"] >= 2 and trace["max_over_min"] >= trace["p90_over_p10"] >= 1.0

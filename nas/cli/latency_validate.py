@@ -30,8 +30,8 @@ def run(args: argparse.Namespace) -> int:
               f"Kendall tau: {report[key]['kendall_tau']:.3f}")
     rep = report["measurement_repeatability"]
     if rep:
-        print(f"{'measurement vs itself':30s} {_bands(rep)}  (first two timings of {rep['subnets']} subnets: the "
-              "floor of every figure)")
+        print(f"{'measurement vs itself':30s} {_bands(rep)}  (two half-measurements of {rep['subnets']} subnets, "
+              f"{rep['timings_per_half']} timing(s) each: the floor of every figure)")
     for r, fig in report["per_resolution"].items():
         noise = fig["measurement_repeatability"]
         print(f"  {r + ' px':8s} {fig['samples']:4d} subnets  LUT {_bands(fig['lut'])}  FLOPs "
@@ -65,7 +65,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--repeats", type=int, default=2,
                    help="end-to-end timings per subnet (at least 2), in interleaved passes with fresh sessions; the "
-                        "lowest median is kept, the first two measure the measurement's own agreement (default 2)")
+                        "lowest median is kept; the odd- against the even-numbered timings measure the "
+                        "measurement's own agreement (default 2; 6: two 3-pass measurements)")
     p.add_argument("--zoo", action="store_true",
                    help="also time the reference-zoo models (at their resolution) in the same passes, reported apart")
     p.add_argument("--out", metavar="DIR", help="report folder (default runs/latency/validate-<device>)")

@@ -154,6 +154,24 @@ class Plan:
     threads: int = 1  # ONNX Runtime threads for the measurement (the table's)
 
 
+def _resume(finalists: list[Finalist], stored: dict[str, Any] | None, plan: Plan, budget_ms: float) -> None:
+    """Carry over what an earlier finalists stage of this study established for the same members:
+    a measurement taken with the same thread count (a `--verify` run, then `--verify --refine K`,
+    measures once), and race results trained with the same recipe (a killed race resumes)."""
+    if not stored or stored.get("budget_ms") != budget_ms:
+        return
+    before = stored.get("plan", {})
+    earlier = {f.arch_hash: f for f in from_record(stored)}
+    for f in finalists:
+        old = earlier.get(f.arch_hash)
+        if old is None:
+            continue
+        if before.get("threads") == plan.threads:
+            f.measured_ms, f.measured_spread_ms, f.fits = old.measured_ms, old.measured_spread_ms, old.fits
+        if (before.get("epochs"), before.get("batch_size")) == (plan.epochs, plan.batch_size):
+            f.val_acc = dict(old.val_acc)
+
+
 def choose(study: Any, front: Sequence[Any], space: Any, budget_ms: float, plan: Plan, run_dir: Path,
            data: Any = None, measure: Callable[[ArchConfig], tuple[float, float, float]] | None = None
            ) -> tuple[Any, dict[str, Any]]:
@@ -165,12 +183,8 @@ def choose(study: Any, front: Sequence[Any], space: Any, budget_ms: float, plan:
         raise ValueError(f"front: no member within {budget_ms:g} ms to choose from")
     archs = {space.decode(r.params).arch_hash(): space.decode(r.params) for r in rows}
     info = {"plan": asdict(plan), "budget_ms": budget_ms}
-    stored = study.user_attrs.get(FINALISTS_ATTR)
-    if stored and stored.get("plan") == info["plan"] and stored.get("budget_ms") == budget_ms \
-            and [f["arch_hash"] for f in stored.get("finalists", [])] == list(archs):
-        finalists = from_record(stored)
-    else:
-        finalists = [Finalist(r.number, h, round(r.accuracy, 5), round(r.latency_ms, 4)) for r, h in zip(rows, archs)]
+    finalists = [Finalist(r.number, h, round(r.accuracy, 5), round(r.latency_ms, 4)) for r, h in zip(rows, archs)]
+    _resume(finalists, study.user_attrs.get(FINALISTS_ATTR), plan, budget_ms)
 
     def record(_: Any = None) -> None:
         study.set_user_attr(FINALISTS_ATTR, to_record(finalists, **info))
