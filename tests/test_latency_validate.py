@@ -139,3 +139,26 @@ def test_the_repeatability_benchmark_runs_at_tiny_size(tmp_path):
     assert report["machine"]["fingerprint"]["probe"]["models"] and report["samples"] == 3
     trace = report["noise_trace"]  # one subnet in consecutive chunks: the machine's own speed, second to second
     assert trace["chunks"] >= 2 and trace["max_over_min"] >= trace["p90_over_p10"] >= 1.0
+
+
+def test_the_family_scales_benchmark_refits_a_committed_validate_run(tmp_path):
+    """Reads the committed second-machine validate run: one scale, conv/attention and per-family
+    fits, each scored out of fold on the subnets and on the zoo it never saw."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "scales.json"
+    done = subprocess.run([sys.executable, str(root / "benchmarks" / "latency_family_scales.py"), "--out", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(out.read_text())
+    assert set(report["fits"]) == {"one scale", "conv vs attention", "per family"}
+    assert report["subnets"] == 200 and report["zoo_models"] == 17
+    per_family = report["fits"]["per family"]["coefficients"]
+    assert {"former", "mv2", "per_unit_ms"} <= set(per_family)
+    bad = subprocess.run([sys.executable, str(root / "benchmarks" / "latency_family_scales.py"), "--validate",
+                          str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "--validate" in bad.stderr and "Traceback" not in bad.stderr
