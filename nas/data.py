@@ -103,7 +103,7 @@ def load_dataset(root: str | os.PathLike[str] | None = None, image_size: int = 6
     """
     root = Path(root) if root is not None else default_data_root()
     if not root.is_dir():
-        raise UserError(f"{root}: data folder not found (pass --data or set HYBRID_NAS_DATA)")
+        raise UserError(f"{root}: data folder not found (give a data folder, or set HYBRID_NAS_DATA)")
     if sorted(root.glob("train-*.npz")):
         classes, train, test = _read_npz_layout(root)
     else:

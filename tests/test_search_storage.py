@@ -212,7 +212,7 @@ def test_resuming_with_another_sampler_is_refused_with_how_to_start_a_new_study(
     before = (out / "smp" / "report.md").read_text()
     for sampler in ("random", "nsga2"):
         code, _, err = _search(run_cli, predictor, out, budget, "--trials", "5", "--study", "smp", "--sampler", sampler)
-        assert code == 2 and "sampler='tpe'" in err and "--study NAME" in err and err.count("\n") == 1, err
+        assert code == 2 and "sampler='tpe'" in err and "under another name" in err and err.count("\n") == 1, err
     assert (out / "smp" / "report.md").read_text() == before  # nothing rewritten
 
 

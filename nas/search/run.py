@@ -91,7 +91,7 @@ def open_study(storage: Any, name: str, problem: SearchProblem, identity: dict[s
     for key, value in identity.items():
         if key in stored and stored[key] != value:
             raise ParameterError("study", f" {name}: this study was started with {key}={stored[key]!r}, not {value!r}; "
-                            "resume it with the same settings, or start a new study with --study NAME")
+                            "resume it with the same settings, or start a new study under another name")
     study.sampler = make_sampler(sampler_name, sampler_seed)
     return study, sampler_seed
 
@@ -150,7 +150,7 @@ def run_trials(study: optuna.Study, problem: SearchProblem, trials: int,
         if trial.number not in sorted(running)[:max(trials - complete, 0)]:
             trial.set_user_attr(SURPLUS_ATTR, True)
             counts["surplus"] += 1
-            raise optuna.TrialPruned("surplus: the study reached --trials meanwhile")
+            raise optuna.TrialPruned("surplus: the study reached its trial count meanwhile")
         return problem(trial)
 
     def after(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:

@@ -264,7 +264,7 @@ def _repair(data: bytes, path: Path, url: str) -> tuple[bytes, int, str]:
         if not any(good[i + 1:]):  # the torn end: nothing complete after it
             break
         raise ParameterError("storage", f" {url}: {path} line {i + 1} is not a journal record and complete records "
-                        "follow it: damaged beyond a torn end; move it aside and start a new study (--study NAME)")
+                        "follow it: damaged beyond a torn end; move it aside and start a new study (another name)")
     repaired = b"".join(line + b"\n" for line in kept)
     return repaired, len(data) - len(repaired), why
 

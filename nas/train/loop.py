@@ -84,7 +84,7 @@ class Trainer:
         self.steps_per_epoch = len(data.train) // recipe.batch_size
         if self.steps_per_epoch == 0:
             raise UserError(f"train split has {len(data.train)} images, fewer than one batch "
-                            f"({recipe.batch_size}); lower --batch-size")
+                            f"({recipe.batch_size}); lower the batch size")
         self.total_steps = self.steps_per_epoch * recipe.epochs
         self.optimizer = make_optimizer(self.module, recipe.lr, recipe.weight_decay)
         self.scheduler = warmup_cosine(self.optimizer, self.total_steps,
@@ -266,14 +266,14 @@ class Trainer:
             try:
                 stored = json.loads(run_file.read_text(encoding="utf-8"))
             except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-                return f"{run_file}: unreadable ({exc}); move the folder away or choose another --out"
+                return f"{run_file}: unreadable ({exc}); move the folder away or choose another output folder"
             diff = first_difference(stored, self.identity)
             if diff:
                 return (f"{self.out_dir} holds a different run ({diff}); nothing was overwritten: "
-                        f"choose another --out or delete the folder")
+                        f"choose another output folder or delete this one")
             return None
         if self.out_dir.exists() and any(self.out_dir.iterdir()):
-            return f"{self.out_dir}: folder is not empty and holds no {RUN_FILE}; choose another --out"
+            return f"{self.out_dir}: folder is not empty and holds no {RUN_FILE}; choose another output folder"
         atomic_write_text(run_file, json.dumps(self.identity, indent=2, sort_keys=True) + "\n")
         return None
 

@@ -45,7 +45,7 @@ def load_teacher(ref: str, weights: str | None, num_classes: int) -> tuple[Froze
     else:
         arch = resolve_arch(ref)
         if weights is None:
-            raise UserError(f"{ref}: a teacher architecture needs its trained weights (--distill-weights), "
+            raise UserError(f"{ref}: a teacher architecture needs its trained weights (a weights file), "
                             f"or pass a `nas train` run folder")
     if arch.num_classes != num_classes:
         raise UserError(f"{ref}: teacher predicts {arch.num_classes} classes, the data has {num_classes}")

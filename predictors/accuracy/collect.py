@@ -37,7 +37,7 @@ def read_samples(journal: str | os.PathLike[str], space: HybridSpace) -> list[di
         ok, why = space.contains(arch)
         if not ok:
             raise UserError(f"{journal}: line {n}: not a member of the supernet's space ({why}); "
-                            "samples of another supernet? Use another --out")
+                            "samples of another supernet? Use another output folder")
         rec["arch"] = arch
     return records
 

@@ -150,18 +150,18 @@ def open_or_create(path: Path, device: str, threads: int, resolutions: list[int]
         table = load_table(path, with_journal=True)
         if table.kind != "measured" or table.device != device:
             raise UserError(f"{path}: holds a {table.kind} table for {table.device!r}, not a measured {device!r} one "
-                            "(delete it, or pass --out FILE)")
+                            "(delete it, or write the table to another file)")
         if table.threads != threads:
-            raise UserError(f"{path}: was measured with --threads {table.threads}, not {threads}")
+            raise UserError(f"{path}: was measured with {table.threads} thread(s), not {threads}")
         if table.machine is None:
             mine = static_fingerprint(threads)
             if (table.cpu, table.ort_version) != (mine.cpu, mine.ort_version):
                 raise UserError(f"{path}: was measured on {table.cpu} with ORT {table.ort_version}, not this machine "
-                                f"({mine.cpu}, ORT {mine.ort_version}): pass --out FILE for this machine's own table")
+                                f"({mine.cpu}, ORT {mine.ort_version}): write this machine's own table to another file")
             table.machine = here(threads, fresh=True, quick=False)
         elif table.provenance.where == "elsewhere":
             raise UserError(f"{path}: is {table.provenance.label}, not this machine: its timings cannot be continued "
-                            "here; pass --out FILE for this machine's own table")
+                            "here; write this machine's own table to another file")
         table.resolutions = sorted(set(table.resolutions) | set(resolutions))
         return table
     overhead = call_overhead_us(threads)

@@ -65,7 +65,7 @@ def write_pack(table: LatencyTable, out: str | Path, keys: list[str],
     from predictors.latency.unit_export import unit_onnx
 
     if not keys:
-        raise UserError(f"{table.label} table: no entries to pack (check --resolutions)")
+        raise UserError(f"{table.label} table: no entries to pack at the resolutions asked for")
     models = []
 
     def writer(tmp: Path) -> None:
