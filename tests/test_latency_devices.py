@@ -63,6 +63,9 @@ def test_estimated_table_is_labelled_and_predicts_a_times_host_with_the_pipeline
     flagged = {e.op for e in est.entries.values() if e.extrapolated}
     assert flagged and all(op.startswith("repvit") for op in flagged)  # the tiny arch's RepViT stage
     assert not any(e.extrapolated for e in est.entries.values() if e.op == "mv2.ir")
+    from predictors.latency.table import runtime_note
+
+    assert runtime_note(est).startswith("host ONNX Runtime") and "TFLite" in runtime_note(est)  # both runtimes named
 
     code, out, _ = run_cli("latency", "predict", tmp_path / "tiny.json", "--device", "pixel6")
     assert code == 0 and "pixel6 (estimated +/-" in out and "ESTIMATED" in out

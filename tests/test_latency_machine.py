@@ -243,7 +243,8 @@ def test_evaluate_labels_the_host_table_it_compares_with(tmp_path, tiny_arch, ca
     assert report["host_table_kind"] == tag and report["host_table_label"] == label
     _print({"arch": "tiny", "arch_hash": "h", "resolution": 64, "split": "test", "acc": 0.5, "loss": 1.0, "images": 1,
             "latency": report})
-    assert f"host table ({label}) predicts" in capsys.readouterr().out
+    assert report["host_table_runtime"].startswith("ONNX Runtime ") and report["measured_runtime"].startswith("ONNX")
+    assert f"host table ({label}; {report['host_table_runtime']}) predicts" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("tag", ["measured", "measured on other machine", "calibrated"])
@@ -276,5 +277,6 @@ def test_best_json_records_the_tables_provenance(tmp_path, monkeypatch, run_cli,
             and meta["latency_label"] == load_table(tmp_path / "tables" / "host.json").kind_note)
     assert (tag == "measured on other machine") == ("warning:" in err)
     assert np.isfinite(meta["latency_ms"])
+    assert meta["latency_runtime"] == f"ONNX Runtime {table.ort_version}, {table.threads} thread(s)"
     report = (tmp_path / "runs" / "s" / "report.md").read_text()
     assert meta["latency_label"] in report  # report.md names the table as truthfully as best.json

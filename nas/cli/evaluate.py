@@ -40,8 +40,11 @@ def resolve_model(model: str, weights: str | None) -> tuple[ArchConfig, Path]:
 def latency_report(arch: ArchConfig, model: Any, device: str, table_path: str | None, threads: int | None
                    ) -> dict[str, Any]:
     """Measured host latency, the host table's prediction, and `device`'s prediction if another."""
+    import onnxruntime
+
     from predictors.latency.devices import open_device_table
     from predictors.latency.predict import predict
+    from predictors.latency.table import runtime_note
     from predictors.latency.validate import measure_network
 
     host, _ = open_device_table("host", table_path if device == "host" else None)
@@ -54,12 +57,14 @@ def latency_report(arch: ArchConfig, model: Any, device: str, table_path: str | 
         "p90_ms": round(timing.p90_us / 1000, 4), "runs": timing.runs, "threads": threads,
         "host_predicted_ms": round(host_pred.ms, 4), "host_error_pct": round(100 * (host_pred.ms / measured - 1), 1),
         "host_table_kind": host.provenance.tag, "host_table_label": host.kind_note,
+        "host_table_runtime": runtime_note(host), "measured_runtime": f"ONNX Runtime {onnxruntime.__version__}",
     }
     if device != "host":
         table, _ = open_device_table(device, table_path)
         pred = predict(arch, table)
         report["device"] = {"name": device, "kind": table.provenance.tag, "predicted_ms": round(pred.ms, 4),
-                            "error_pct": pred.error_pct, "pipeline_ms": pred.pipeline_ms, "label": pred.label}
+                            "error_pct": pred.error_pct, "pipeline_ms": pred.pipeline_ms, "label": pred.label,
+                            "runtime": runtime_note(table)}
     return report
 
 
@@ -97,11 +102,11 @@ def _print(r: dict[str, Any]) -> None:
     if not lat:
         return
     print(f"  latency measured on host: {lat['measured_ms']:.3f} ms  (p10 {lat['p10_ms']:.3f}, p90 "
-          f"{lat['p90_ms']:.3f}; {lat['runs']} runs, ONNX Runtime, {lat['threads']} thread(s))")
-    print(f"  host table ({lat['host_table_label']}) predicts {lat['host_predicted_ms']:.3f} ms  "
-          f"({lat['host_error_pct']:+.1f}% vs measured)")
+          f"{lat['p90_ms']:.3f}; {lat['runs']} runs, {lat['measured_runtime']}, {lat['threads']} thread(s))")
+    print(f"  host table ({lat['host_table_label']}; {lat['host_table_runtime']}) predicts "
+          f"{lat['host_predicted_ms']:.3f} ms  ({lat['host_error_pct']:+.1f}% vs measured)")
     if "device" in lat:
-        print(f"  {lat['device']['name']} table predicts {lat['device']['label']}")
+        print(f"  {lat['device']['name']} table predicts {lat['device']['label']}; {lat['device']['runtime']}")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -23,6 +23,7 @@ from nas.atomic import atomic_write, atomic_write_text
 from nas.errors import UserError
 from nas.search.problem import SearchProblem
 from nas.search.run import SURPLUS_ATTR
+from predictors.latency.table import runtime_note
 from search_spaces.hybrid import HybridSpace
 
 
@@ -99,7 +100,7 @@ def result_arch(ctx: SearchContext, row: Row, name: str) -> ArchConfig:
     return problem.space.decode(row.params).model_copy(update={"name": name}).with_meta(search={
         "study": ctx.study, "trial": row.number, "device": table.device, "budget_ms": problem.budget_ms,
         "latency_ms": round(row.latency_ms, 4), "latency_kind": table.provenance.tag,
-        "latency_label": table.kind_note,
+        "latency_label": table.kind_note, "latency_runtime": runtime_note(table),
         "latency_error_pct": estimate.get("error_pct"), "latency_pipeline_ms": estimate.get("pipeline_ms"),
         "latency_table": {"path": ctx.table_path, "sha256": ctx.table_sha256},
         "accuracy": round(row.accuracy, 5), "accuracy_source": problem.source.describe(),

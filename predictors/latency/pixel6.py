@@ -186,6 +186,7 @@ def estimate_table(host: LatencyTable, host_source: str, anchors: Sequence[Ancho
         "from": {"table": host_source, "device": host.device, "cpu": host.cpu, "ort_version": host.ort_version,
                  "threads": host.threads, "created": host.created},
         "sources": sorted({p["source"] for p in estimate["points"]}),
+        "runtime": "TFLite (MediaPipe, CPU fp32)",
         "calibration_ops": sorted(ops),
         "extrapolated_ops": outside,
         "extrapolated_note": "entries of ops no calibration model contains are scaled by the same factor, "

@@ -76,6 +76,9 @@ class LatencyTable(BaseModel):
                                                           "was fitted to), with its speed probe")
     calibration: dict[str, Any] | None = Field(None, description="calibrated tables: source machine and table, "
                                                                  "method, scales, fit error on the probe networks")
+    runtime: Literal["onnxruntime", "litert"] = Field(
+        "onnxruntime", description="the runtime the entries were timed with (an estimated table: the runtime of "
+                                   "the host timings it scales)")
     entries: dict[str, Entry] = {}
     _path: Path | None = PrivateAttr(None)  # the file it was read from (warnings name it)
     _verdict: Verdict | None = PrivateAttr(None)  # decided once (machine.verdict)
@@ -103,6 +106,19 @@ class LatencyTable(BaseModel):
         est = self.estimate or {}
         return (f"ESTIMATED ±{est.get('error_pct', float('nan')):.0f}%"
                 + (", model only" if est.get("pipeline_ms") else ""))
+
+
+RUNTIME_NAMES = {"onnxruntime": "ONNX Runtime", "litert": "LiteRT"}
+
+
+def runtime_note(table: LatencyTable) -> str:
+    """Which runtime a table's figures come from, for every output that shows one: 'ONNX Runtime
+    1.32.0, 1 thread(s)'; an estimated table scales host timings to published figures of another
+    runtime (the Pixel 6 ones are TFLite/LiteRT), and says both."""
+    base = f"{RUNTIME_NAMES[table.runtime]} {table.ort_version}, {table.threads} thread(s)"
+    if table.kind != "estimated":
+        return base
+    return f"host {base} timings, scaled to published {(table.estimate or {}).get('runtime', 'TFLite')} figures"
 
 
 def runtime_info(threads: int) -> dict[str, Any]:
