@@ -285,8 +285,9 @@ def export_tflite(model: nn.Module, resolution: int, path: str | os.PathLike[str
     got = run_tflite(data, x.numpy())
     if got.shape != expected.shape:
         raise ParityError(f"LiteRT output shape {got.shape} != PyTorch {expected.shape}")
-    diff, scale = float(np.abs(got - expected).max()), float(np.abs(expected).max())
-    if not diff <= TOLERANCE * max(scale, 1e-12):
-        raise ParityError(f"LiteRT output differs from PyTorch by {diff:.3g} (max |output| {scale:.3g}; "
-                          f"tolerance {TOLERANCE:g} relative): not written")
-    return TfliteExport(atomic_write_bytes(path, data), diff, scale, filled)
+    result = TfliteExport(Path(path), float(np.abs(got - expected).max()), float(np.abs(expected).max()), filled)
+    if not result.relative_diff <= TOLERANCE:
+        raise ParityError(f"LiteRT output differs from PyTorch by {result.max_abs_diff:.3g} (max |output| "
+                          f"{result.output_scale:.3g}; tolerance {TOLERANCE:g} relative): not written")
+    atomic_write_bytes(path, data)
+    return result
