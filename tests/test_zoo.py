@@ -131,4 +131,5 @@ def test_levit_gives_each_classifier_its_own_batchnorm_as_bn_linear_does():
     head = build_model(load_zoo("levit_128s")).head
     assert isinstance(head.norm, torch.nn.BatchNorm1d) and isinstance(head.norm_dist, torch.nn.BatchNorm1d)
     assert head.norm is not head.norm_dist and head.fc_dist is not None
-    assert [n for n, _ in head.named_children()] == ["conv", "hidden", "norm", "dropout", "fc", "norm_dist", "fc_dist"]
+    assert [n for n, _ in head.named_children()] == ["conv", "pool_act", "hidden", "norm", "dropout", "fc", "norm_dist",
+                                                     "fc_dist"]

@@ -75,6 +75,13 @@ class StemSpec(BaseModel):
         return self
 
 
+# Fields added to a record after schema v1 was published, with their defaults. At its default such
+# a field is left out of the canonical form (`arch_hash`, latency-unit keys): every architecture
+# written before keeps its hash, and the bench rows, tables and run folders keyed by it stay valid.
+LATER_DEFAULTS: dict[str, dict[str, Any]] = {
+    "head": {"groups": 1, "pool_act": "none", "hidden_norm": "none", "hidden_act": None}}
+
+
 class HeadSpec(BaseModel):
     """Classifier: optional 1x1 conv-BN-act to `channels`, global average pool (concatenated with
     the first global token when the network has Mobile-Former tokens), optional hidden FC with
@@ -89,6 +96,28 @@ class HeadSpec(BaseModel):
     norm: Literal["none", "bn", "ln"] = "none"
     distill: StrictBool = False
     dropout: StrictFloat = Field(0.0, ge=0.0, lt=1.0)
+    # Added after v1 was published (see LATER_DEFAULTS): the official Mobile-Former head,
+    # [shuffle] grouped 1x1 conv-BN-ReLU6 -> pool -> h_swish -> concat token -> FC-BN1d-h_swish -> FC
+    groups: StrictInt = Field(1, ge=1, le=64, description="groups of the 1x1 conv; > 1: channels shuffled "
+                                                          "before it (Mobile-Former-26M: 4)")
+    pool_act: Activation | Literal["none"] = Field("none", description="activation after pooling, before the "
+                                                                      "token is joined (Mobile-Former: hswish)")
+    hidden_norm: Literal["none", "bn"] = Field("none", description="BatchNorm1d between the hidden FC and its "
+                                                                   "activation (Mobile-Former)")
+    hidden_act: Activation | None = Field(None, description="the hidden FC's activation; null: `act` "
+                                                            "(Mobile-Former: hswish after a ReLU6 conv)")
+
+    @model_validator(mode="after")
+    def _groups_divide(self) -> HeadSpec:
+        if self.groups > 1 and (not self.channels or self.channels % self.groups):
+            raise ValueError(f"groups {self.groups}: needs a 1x1 conv (channels > 0) whose width it divides")
+        return self
+
+    def signature(self) -> dict[str, Any]:
+        """The canonical fields: every field, less those added after v1 that hold their default,
+        so that a head written before they existed keeps its arch hash and latency-unit key."""
+        later = LATER_DEFAULTS["head"]
+        return {k: v for k, v in self.model_dump(mode="json").items() if not (k in later and v == later[k])}
 
 
 class ArchConfig(BaseModel):
@@ -128,6 +157,7 @@ class ArchConfig(BaseModel):
     def arch_hash(self) -> str:
         """SHA-256 (first 16 hex) of the canonical form without `name` and `meta`."""
         body = {k: v for k, v in self.to_dict().items() if k not in ("name", "meta")}
+        body["head"] = self.head.signature()
         blob = json.dumps(body, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

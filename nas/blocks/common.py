@@ -24,6 +24,14 @@ def make_act(name: Activation) -> nn.Module:
     return _ACTIVATIONS[name]()
 
 
+def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
+    """ShuffleNet's shuffle: interleave the groups of a grouped 1x1 conv's output, so that the
+    next grouped conv sees every group (Mobile-Former-26M groups its 1x1 convs by 4)."""
+    if groups == 1:
+        return x
+    return x.unflatten(1, (groups, -1)).transpose(1, 2).flatten(1, 2)
+
+
 def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:
     """Round channels to a multiple of `divisor` without dropping below 90% (MobileNet rule)."""
     min_value = min_value or divisor

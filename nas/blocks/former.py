@@ -31,17 +31,9 @@ from torch import nn
 
 from nas.arch.stages import FormerStage
 from nas.blocks import StageContext
-from nas.blocks.common import ConvBN, ConvBNAct, make_divisible
+from nas.blocks.common import ConvBN, ConvBNAct, channel_shuffle, make_divisible
 from nas.blocks.sharing import Chunks, SharingRule
 from nas.blocks.units import Flow, Unit, chw, halved
-
-
-def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
-    """ShuffleNet's shuffle: interleave the groups of a grouped 1x1 conv's output, so that the
-    next grouped conv sees every group (Mobile-Former-26M groups its 1x1 convs by 4)."""
-    if groups == 1:
-        return x
-    return x.unflatten(1, (groups, -1)).transpose(1, 2).flatten(1, 2)
 
 
 class PointwiseConv(nn.Module):

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from nas.arch.schema import HeadSpec
-from nas.blocks.common import ConvBNAct, make_act
+from nas.blocks.common import ConvBNAct, channel_shuffle, make_act
 from nas.blocks.sharing import HeadFeatures, SharingRule
 
 
@@ -19,11 +19,16 @@ class Head(nn.Module):
 
     def __init__(self, spec: HeadSpec, in_channels: int, num_classes: int, token_dim: int | None) -> None:
         super().__init__()
-        self.conv = ConvBNAct(in_channels, spec.channels, 1, act=spec.act) if spec.channels else nn.Identity()
+        self.groups = spec.groups
+        self.conv = ConvBNAct(in_channels, spec.channels, 1, groups=spec.groups, act=spec.act) if spec.channels \
+            else nn.Identity()
+        self.pool_act = make_act(spec.pool_act) if spec.pool_act != "none" else nn.Identity()
         features = (spec.channels or in_channels) + (token_dim or 0)
         self.uses_tokens = token_dim is not None
         if spec.hidden:
-            self.hidden: nn.Module = nn.Sequential(nn.Linear(features, spec.hidden), make_act(spec.act))
+            norm = nn.BatchNorm1d(spec.hidden) if spec.hidden_norm == "bn" else nn.Identity()
+            self.hidden: nn.Module = nn.Sequential(nn.Linear(features, spec.hidden), norm,
+                                                   make_act(spec.hidden_act or spec.act))
             features = spec.hidden
         else:
             self.hidden = nn.Identity()
@@ -35,7 +40,7 @@ class Head(nn.Module):
         self.fc_dist = nn.Linear(features, num_classes) if spec.distill else None
 
     def features(self, x: torch.Tensor, tokens: torch.Tensor | None = None) -> torch.Tensor:
-        x = self.conv(x).mean((2, 3))
+        x = self.pool_act(self.conv(channel_shuffle(x, self.groups)).mean((2, 3)))
         if self.uses_tokens:
             x = torch.cat([x, tokens[:, 0]], dim=1)
         return self.hidden(x)

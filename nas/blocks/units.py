@@ -116,7 +116,7 @@ def stem_unit(spec: StemSpec, resolution: int) -> tuple[Unit, Flow]:
 
 def head_unit(spec: HeadSpec, flow: Flow, num_classes: int) -> Unit:
     # Dropout does nothing at inference: leave it out of the signature.
-    fields = {k: v for k, v in spec.model_dump().items() if k != "dropout"}
+    fields = {k: v for k, v in spec.signature().items() if k != "dropout"}
     return Unit.make("head", [chw(flow.channels, flow.size), flow.tokens_shape],
                      in_channels=flow.channels, num_classes=num_classes, token_dim=flow.token_dim, **fields)
 
