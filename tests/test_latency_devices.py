@@ -65,7 +65,8 @@ def test_estimated_table_is_labelled_and_predicts_a_times_host_with_the_pipeline
     assert not any(e.extrapolated for e in est.entries.values() if e.op == "mv2.ir")
     from predictors.latency.table import runtime_note
 
-    assert runtime_note(est).startswith("host ONNX Runtime") and "TFLite" in runtime_note(est)  # both runtimes named
+    note = runtime_note(est)
+    assert note.startswith("scaled from host ONNX Runtime") and "TFLite" in note  # both runtimes named
 
     code, out, _ = run_cli("latency", "predict", tmp_path / "tiny.json", "--device", "pixel6")
     assert code == 0 and "pixel6 (estimated +/-" in out and "ESTIMATED" in out

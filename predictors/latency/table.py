@@ -118,7 +118,7 @@ def runtime_note(table: LatencyTable) -> str:
     base = f"{RUNTIME_NAMES[table.runtime]} {table.ort_version}, {table.threads} thread(s)"
     if table.kind != "estimated":
         return base
-    return f"host {base} timings, scaled to published {(table.estimate or {}).get('runtime', 'TFLite')} figures"
+    return f"scaled from host {base} timings to published {(table.estimate or {}).get('runtime', 'TFLite')} figures"
 
 
 def runtime_info(threads: int) -> dict[str, Any]:
