@@ -5,16 +5,38 @@ import pytest
 
 from nas.arch import parse_arch
 from nas.cli.main import main
+from predictors.latency import machine
 
 
 @pytest.fixture(scope="session", autouse=True)
 def _own_probe_cache(tmp_path_factory):
     """This test run's own cache of the machine's speed probe (`predictors/latency/machine.py`),
     inherited by the processes tests start: made-up tables carry the probe this run remembers,
-    so that no other run's probe (another test run's build refreshes it) makes them look foreign."""
+    so that no other run's probe (another test run's build refreshes it) makes them look foreign.
+    The probe is taken once, here, before any test."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HYBRID_NAS_CACHE", str(tmp_path_factory.mktemp("probe-cache")))
+        machine.here(1)
         yield
+
+
+@pytest.fixture(autouse=True)
+def _session_probe_kept():
+    """A test that builds or calibrates a table times a fresh probe and remembers it (process memo
+    and disk cache). Under load that probe can differ from the session's by more than a made-up
+    table's stated noise, and every later test would then see its made-up tables as another
+    machine's (CI once failed so: probe 3.04 vs 4.16 ms). So the session's probe is put back after
+    each test."""
+    memo = dict(machine._MEMO)
+    files = {path: path.read_bytes() for path in machine.cache_dir().glob("probe-*.json")}
+    yield
+    machine._MEMO.clear()
+    machine._MEMO.update(memo)
+    for path in machine.cache_dir().glob("probe-*.json"):
+        if path not in files:
+            path.unlink()
+    for path, data in files.items():
+        path.write_bytes(data)
 
 
 @pytest.fixture
