@@ -140,6 +140,12 @@ def atomic_write(path: str | os.PathLike[str], writer: Callable[[Path], None]) -
     return path
 
 
+def interrupted_writes(folder: Path) -> list[Path]:
+    """The temp files that writes into `folder` left when killed before their rename (SIGKILL runs
+    no cleanup): never a finished file, so a resumed job may remove them and treat them as absent."""
+    return sorted(p for p in folder.glob(".*.tmp") if p.is_file())
+
+
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     return atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
 

@@ -234,3 +234,21 @@ def test_two_process_ddp_run_under_torchrun(small, tiny_path, tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["world_size"] == 2 and metrics["steps"] == 8 and metrics["data"]["test"] == 100
     assert (out / "model.onnx").exists() and len(load_checkpoint(out / "checkpoint.pt")["rng"]) == 2
+
+
+def test_a_run_killed_while_writing_its_first_run_json_starts_over_but_other_files_are_refused(run_cli, small,
+                                                                                               tmp_path):
+    arch = save_arch(parse_arch(TINY), tmp_path / "tiny.json")
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    (killed / ".run.json.k2j4x.tmp").write_text('{"arch_')  # SIGKILL before the rename: no cleanup ran
+    code, _, err = run_cli("train", arch, "--data", small, "--epochs", "1", "--out", killed, *FAST)
+    assert code == 0, err
+    assert (killed / "run.json").exists() and not list(killed.glob(".*.tmp"))
+
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("someone's")
+    code, _, err = run_cli("train", arch, "--data", small, "--epochs", "1", "--out", foreign, *FAST)
+    assert code == 2 and "folder is not empty and holds no run.json" in err
+    assert (foreign / "notes.txt").read_text() == "someone's"

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from nas.atomic import atomic_write, atomic_write_text
+from nas.atomic import atomic_write, atomic_write_text, interrupted_writes
 from nas.checkpoint import load_checkpoint
 from nas.data import Dataset, Loader, Split, mix_seed
 from nas.errors import UserError
@@ -272,8 +272,12 @@ class Trainer:
                 return (f"{self.out_dir} holds a different run ({diff}); nothing was overwritten: "
                         f"choose another output folder or delete this one")
             return None
-        if self.out_dir.exists() and any(self.out_dir.iterdir()):
-            return f"{self.out_dir}: folder is not empty and holds no {RUN_FILE}; choose another output folder"
+        if self.out_dir.exists():
+            leftovers = interrupted_writes(self.out_dir)  # a run killed while writing its first run.json
+            if any(p not in leftovers for p in self.out_dir.iterdir()):
+                return f"{self.out_dir}: folder is not empty and holds no {RUN_FILE}; choose another output folder"
+            for leftover in leftovers:
+                leftover.unlink(missing_ok=True)
         atomic_write_text(run_file, json.dumps(self.identity, indent=2, sort_keys=True) + "\n")
         return None
 
