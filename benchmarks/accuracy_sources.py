@@ -154,7 +154,7 @@ def proxy_features(args: argparse.Namespace, hashes: list[str], archs: list[Arch
 
 def weight_sharing_features(args: argparse.Namespace, archs: list[ArchConfig]) -> dict[str, np.ndarray]:
     """The supernet-fitted predictor, and every ratings file beside the bench
-    (benchmarks/supernet_fewshot.py: one-shot and few-shot inherited accuracies)."""
+    (`benchmarks/supernet_study.py fewshot`: one-shot and few-shot inherited accuracies)."""
     out = {}
     committed = load_predictor(SUPERNET_PREDICTOR)
     if all(committed.space.contains(a)[0] for a in archs):  # a bench of the space it was fitted on
@@ -164,7 +164,7 @@ def weight_sharing_features(args: argparse.Namespace, archs: list[ArchConfig]) -
         missing = [a.name for a in archs if a.arch_hash() not in data["ratings"]]
         if missing:
             print(f"warning: {path}: {len(missing)} bench members unrated (first {missing[0]}); rerun "
-                  "benchmarks/supernet_fewshot.py; left out", file=sys.stderr)
+                  "`benchmarks/supernet_study.py fewshot`; left out", file=sys.stderr)
             continue
         out[f"supernet: {data['label']}"] = np.array([data["ratings"][a.arch_hash()] for a in archs], dtype=float)
     if args.supernet:

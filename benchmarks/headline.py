@@ -35,6 +35,8 @@ results files are rewritten after every finished training, rows still training m
 
     python benchmarks/headline.py --seeds 0,1            # plain rows, then --refine 5 rows
     python benchmarks/headline.py --seeds 0,1 --refine 0 # plain rows only
+    python benchmarks/headline.py --rows 1 --seeds 0 --epochs 1 --trials 10 --repeats 1 --refine 0 \
+        --data DIR --runs DIR --journal J.json --out H.json  # a smoke test: one row, figures meaningless
 """
 from __future__ import annotations
 
@@ -295,7 +297,7 @@ def _plot(report: dict[str, Any], path: Path) -> None:
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=str(default_data_root()))
     p.add_argument("--epochs", type=int, default=4)
@@ -306,7 +308,8 @@ def main() -> int:
     p.add_argument("--runs", default=str(ROOT / "runs" / "headline"))
     p.add_argument("--journal", default=str(JOURNAL))
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "headline.json"))
-    args = p.parse_args()
+    p.add_argument("--rows", type=int, help="only the first N seed models (default: all)")
+    args = p.parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     started = time.perf_counter()
     runs, out, data = Path(args.runs), Path(args.out), Path(args.data)
@@ -316,7 +319,7 @@ def main() -> int:
 
     # 1-3: seed models, their latency, the verified winners at that latency
     rows: list[dict[str, Any]] = []
-    for label, seed_arch in seed_models():
+    for label, seed_arch in seed_models()[:args.rows]:
         lat = measured_latency(journal, seed_arch, host.threads, args.repeats)
         found = searched(journal, runs, seed_arch, lat["ms"], args.trials, 0, data)
         winner = parse_arch(found["winner"]) if found else None

@@ -73,13 +73,13 @@ def feature_sets(table, archs) -> dict[str, np.ndarray]:
     }
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--table", default=str(ROOT / "predictors" / "latency" / "tables" / "host.json"))
     p.add_argument("--samples", type=int, default=100, help="the journals' sample count (validate's --samples)")
     p.add_argument("--seed", type=int, default=0, help="the journals' seed (validate's --seed)")
     p.add_argument("--out", default=str(RESULTS / "latency_corrections.json"))
-    args = p.parse_args()
+    args = p.parse_args(argv)
     table = load_table(args.table)
     archs = sample_archs(table, args.samples, args.seed)
     features = feature_sets(table, archs)

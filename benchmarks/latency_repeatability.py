@@ -49,7 +49,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
-from reporting import machine, repo_path  # noqa: E402
+from reporting import TINY_TIMING, machine, repo_path  # noqa: E402
 
 from nas.atomic import atomic_write_text  # noqa: E402
 from nas.builder import build_model  # noqa: E402
@@ -67,7 +67,6 @@ from predictors.latency.measure import (  # noqa: E402
 from predictors.latency.validate import E2E_POLICY, machine_info  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
-TINY = RunPolicy(warmup=1, min_runs=3, min_seconds=0.0, max_runs=3)
 
 Figure = Callable[[list[Timing]], float]  # one subnet's passes -> its figure (us)
 LOW_MEDIAN: Figure = lambda runs: min(t.median_us for t in runs)  # noqa: E731
@@ -137,7 +136,7 @@ def noise_trace(arch: Any, seconds: float, chunk_runs: int = 20) -> dict[str, An
 
 
 def run(samples: int, seed: int, passes: int, tiny: bool, trace_seconds: float) -> dict[str, Any]:
-    policy = TINY if tiny else E2E_POLICY
+    policy = TINY_TIMING if tiny else E2E_POLICY
     archs = subnets(samples, seed)
     models = {a.arch_hash(): network_onnx(build_model(a), a.resolution) for a in archs}
     load_before = os.getloadavg() if hasattr(os, "getloadavg") else None

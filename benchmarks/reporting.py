@@ -11,7 +11,11 @@ from pathlib import Path
 
 import torch
 
+from predictors.latency.measure import RunPolicy
+
 ROOT = Path(__file__).resolve().parents[1]
+# the timing policy of a benchmark's --tiny run (smoke tests): a few runs per model, figures meaningless
+TINY_TIMING = RunPolicy(warmup=1, min_runs=3, min_seconds=0.0, max_runs=3)
 
 
 def repo_path(path: str | Path) -> str:

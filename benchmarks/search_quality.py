@@ -100,7 +100,7 @@ def summary(values: list[float | None]) -> dict:
             "std": round(statistics.stdev(got), 5) if len(got) > 1 else 0.0, "runs": values}
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="pixel6")
     p.add_argument("--predictor", default=str(DEFAULT_PREDICTOR))
@@ -108,7 +108,7 @@ def main() -> int:
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--speed-trials", type=int, default=1000)
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "search_quality.json"))
-    args = p.parse_args()
+    args = p.parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     started = time.perf_counter()
     table, table_path = open_device_table(args.device)

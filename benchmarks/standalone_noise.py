@@ -1,12 +1,12 @@
 """How well does standalone training rank the ranking benchmark's members against itself?
 
-benchmarks/supernet_rank.py compares the supernet with one standalone run per member (4 epochs,
+`benchmarks/supernet_study.py rank` compares the supernet with one standalone run per member (4 epochs,
 seed 0). That reference is itself noisy — the val split holds 947 images, and a 4-epoch run
 depends on its seed — so it caps the Kendall tau any supernet can reach. This retrains the same
 members with the same recipe and another seed (`nas train`, each run resumable) and compares the
 two standalone rankings: the tau between seeds is the ceiling the supernet is measured against.
 With --epochs (and the same seed) it asks instead what a longer recipe changes; whether the
-longer runs rank closer to the supernets is benchmarks/supernet_agreement.py's to say (it reads
+longer runs rank closer to the supernets is `benchmarks/supernet_study.py agreement`'s to say (it reads
 these reports: `vs_standalone_reruns`).
 The report is rewritten after every member, so a partial run already says something.
 
@@ -29,8 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from reporting import machine, repo_path  # noqa: E402
-from supernet_rank import kendall_tau, pick_archs  # noqa: E402
-from supernet_recipe import BATCH, SPACE  # noqa: E402
+from supernet_study import BATCH, SPACE, kendall_tau, pick_archs  # noqa: E402
 
 from nas.arch import save_arch  # noqa: E402
 from nas.atomic import atomic_write_text  # noqa: E402
@@ -41,7 +40,7 @@ from search_spaces.presets import resolve_space  # noqa: E402
 RESULTS = ROOT / "benchmarks" / "results"
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", default=str(default_data_root()))
     p.add_argument("--reference", type=Path, default=RESULTS / "supernet_rank.json",
@@ -51,16 +50,17 @@ def main() -> int:
     p.add_argument("--members", type=int, default=12, help="how many of the 12 members, spread evenly")
     p.add_argument("--runs", type=Path, default=ROOT / "runs" / "standalone_noise")
     p.add_argument("--out", type=Path, default=RESULTS / "standalone_noise.json")
-    args = p.parse_args()
+    args = p.parse_args(argv)
 
     reference = json.loads(args.reference.read_text(encoding="utf-8"))
     recipe = {**reference["standalone_recipe"], "seed": args.seed}
     recipe["epochs"] = args.epochs or recipe["epochs"]
     by_name = {row["name"]: row for row in reference["archs"]}
     data = load_dataset(args.data)
-    archs = pick_archs(resolve_space(SPACE, data.num_classes), len(by_name), 0)
+    space = reference.get("supernet", {}).get("space", SPACE)
+    archs = pick_archs(resolve_space(space, data.num_classes), len(by_name), 0)
     if {a.name for a in archs} != set(by_name):
-        raise SystemExit(f"{args.reference}: its members are not the proxy space's 12 ranking members")
+        raise SystemExit(f"{args.reference}: its members are not the {space} space's {len(by_name)} ranking members")
     step = len(archs) / max(1, min(args.members, len(archs)))
     chosen = [archs[int(k * step)] for k in range(min(args.members, len(archs)))]
 

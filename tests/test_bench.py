@@ -207,7 +207,7 @@ def test_fit_on_the_bench_then_search_prints_the_predictors_unit(bench_env, run_
 def test_supernet_ratings_of_the_bench_one_shot_and_few_shot_feed_the_sources(bench_env, tmp_path):
     root, data, env = bench_env
     subprocess.run(_bench_cmd(root, data), env=env, capture_output=True, text=True, check=True, timeout=600)
-    base = [sys.executable, str(ROOT / "benchmarks" / "supernet_fewshot.py"), "--bench", str(root / "bench"),
+    base = [sys.executable, str(ROOT / "benchmarks" / "supernet_study.py"), "fewshot", "--bench", str(root / "bench"),
             "--data", str(data), "--runs", str(tmp_path / "runs")]
     one_shot = tmp_path / "one-shot"
     subprocess.run([sys.executable, "-m", "nas.cli.main", "supernet", "train", "--space", "tiny", "--data", str(data),

@@ -16,7 +16,7 @@ are a pure function of (seed, step), the same on every rank and after a resume.
 "Largest" and "smallest" are those of a family layout (one family per stage) drawn afresh each
 step. With the space's single largest/smallest member, both all-RepViT, the attention families
 were trained only when a random member happened to pick them: in the first run of the 10-epoch
-recipe (benchmarks/supernet_recipe.py, before this change) random members scored 23-30% with
+recipe (benchmarks/supernet_study.py, before this change) random members scored 23-30% with
 inherited weights against 55-62% for the two extremes.
 
 With teacher="fixed", every step starts with the space's largest member, whose family layout
