@@ -219,7 +219,7 @@ def _read_class_folders(folder: Path, split: str, image_size: int,
 
 def _decode_image(path: Path, size: int) -> np.ndarray:
     """RGB, shorter side resized to `size` (Lanczos, as the proxy was made), centre-cropped square."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError  # Pillow: only image-folder datasets need it, npz chunks do not
 
     try:
         with Image.open(path) as img:

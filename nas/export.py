@@ -73,7 +73,7 @@ def onnx_bytes(model: nn.Module, example: torch.Tensor | tuple[torch.Tensor, ...
     `check=False` skips onnx.checker and the exporter's constant folding (the latency-table
     builder exports thousands of units whose every kind the tests check; ONNX Runtime folds
     constants itself when it loads a model). `dynamic_axes` adds symbolic axes by input name."""
-    import onnx
+    import onnx  # onnx: ~1 s (protobuf), only once a graph is exported (the exporter loads it too)
 
     model = inference_copy(model) if fuse else model.eval()
     inputs = example if isinstance(example, tuple) else (example,)

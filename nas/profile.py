@@ -18,6 +18,7 @@ from torch import nn
 from nas.arch.schema import ArchConfig
 from nas.blocks.common import ConvBN, fuse_model
 from nas.blocks.head import Head
+from nas.builder import build_model
 
 
 def inference_copy(model: nn.Module) -> nn.Module:
@@ -37,6 +38,17 @@ def _fold_bn_into_linear(bn: nn.BatchNorm1d, fc: nn.Linear) -> nn.Linear:
     return fused
 
 
+@torch.no_grad()
+def _fold_linear_bn(fc: nn.Linear, bn: nn.BatchNorm1d) -> nn.Linear:
+    """`bn(fc(x))` in eval mode as one Linear (Mobile-Former's hidden FC-BatchNorm1d):
+    W' = diag(s) W, b' = s (b - mean) + beta."""
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    fused = nn.Linear(fc.in_features, fc.out_features, device=fc.weight.device, dtype=fc.weight.dtype)
+    fused.weight.copy_(fc.weight * scale[:, None])
+    fused.bias.copy_((fc.bias - bn.running_mean) * scale + bn.bias)
+    return fused
+
+
 def deploy_copy(model: nn.Module) -> nn.Module:
     """`inference_copy` with every BatchNorm folded, as RepViT's official deploy model (and its
     params/MACs): each ConvBN becomes its biased conv, each classifier's BN folds into its Linear.
@@ -51,6 +63,9 @@ def deploy_copy(model: nn.Module) -> nn.Module:
                 if isinstance(getattr(parent, norm), nn.BatchNorm1d):
                     setattr(parent, fc, _fold_bn_into_linear(getattr(parent, norm), getattr(parent, fc)))
                     setattr(parent, norm, nn.Identity())
+            hidden = parent.hidden  # Mobile-Former: Sequential(Linear, BatchNorm1d, act)
+            if isinstance(hidden, nn.Sequential) and isinstance(hidden[1], nn.BatchNorm1d):
+                hidden[0], hidden[1] = _fold_linear_bn(hidden[0], hidden[1]), nn.Identity()
     return model
 
 
@@ -68,7 +83,7 @@ def count_flops(model: nn.Module, resolution: int | None = None,
                 inputs: tuple[torch.Tensor | None, ...] | None = None) -> int:
     """fvcore FLOPs (MACs) of one image at `resolution`, or of the call on `inputs` (a latency
     unit's tensors, None for an absent argument)."""
-    from fvcore.nn import FlopCountAnalysis
+    from fvcore.nn import FlopCountAnalysis  # fvcore: ~0.1 s (iopath, yacs...), only when FLOPs are counted
 
     for name in ("fvcore.nn.jit_analysis", "fvcore"):
         logging.getLogger(name).setLevel(logging.ERROR)
@@ -84,7 +99,5 @@ def count_flops(model: nn.Module, resolution: int | None = None,
 
 def profile_arch(arch: ArchConfig, model: nn.Module | None = None) -> dict[str, int]:
     """{'params': ..., 'flops': ...} of the inference form of `arch` (built if not given)."""
-    from nas.builder import build_model
-
     model = inference_copy(model if model is not None else build_model(arch))
     return {"params": count_params(model), "flops": count_flops(model, arch.resolution)}

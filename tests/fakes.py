@@ -43,3 +43,22 @@ def fake_npz_dataset(dst, classes: int = 4, train_per_class: int = 24, test_per_
         np.savez(dst / f"{split}-000.npz", images=images, labels=labels)
     (dst / "classes.json").write_text(json.dumps({str(k): f"class{k}" for k in range(classes)}))
     return dst
+
+
+def trained_looking(model, seed: int = 0):
+    """`model` in eval mode with trained-looking BatchNorm statistics and conv biases, so that every
+    branch contributes to the output (zero-initialised residual branches, whose last BN weight is 0,
+    included) and an eval-mode parity check means something."""
+    import torch
+    from torch import nn
+
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d | nn.BatchNorm1d):
+            m.weight.data = torch.rand(m.weight.shape, generator=g) * 0.4 + 0.1
+            m.bias.data = torch.randn(m.bias.shape, generator=g) * 0.1
+            m.running_mean = torch.randn(m.running_mean.shape, generator=g) * 0.1
+            m.running_var = torch.rand(m.running_var.shape, generator=g) + 0.5
+        elif isinstance(m, nn.Conv2d) and m.bias is not None:
+            m.bias.data = torch.randn(m.bias.shape, generator=g) * 0.1
+    return model.eval()

@@ -5,6 +5,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
+from fakes import trained_looking
 
 from nas.arch import parse_arch
 from nas.arch.stages import FormerStage
@@ -19,6 +20,7 @@ from nas.blocks.former import (
     MobileToFormer,
     build_stage,
 )
+from nas.blocks.units import arch_units
 from nas.builder import build_model
 from nas.errors import UserError
 from nas.export import onnx_bytes
@@ -30,13 +32,6 @@ def _stage(cin: int = 24, in_dim: int | None = None, in_tokens: int | None = Non
     return build_stage(spec, StageContext(cin, (16, 16), 0, 1, in_dim, in_tokens))
 
 
-def _randomise_bn(model: torch.nn.Module) -> None:
-    """Non-trivial BN statistics so that eval-mode parity checks mean something."""
-    g = torch.Generator().manual_seed(0)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.copy_(torch.rand(m.num_features, generator=g) - 0.5)
-            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
 
 
 @pytest.mark.parametrize("stride, size, out", [(1, 16, 16), (2, 16, 8), (2, 15, 8), (2, 1, 1), (1, 3, 3)])
@@ -153,11 +148,83 @@ def test_grouped_pointwise_convs_fall_back_on_odd_input_widths() -> None:
     assert odd(torch.randn(1, 33, 7, 7), None)[0].shape == (1, 32, 4, 4)
 
 
+# ------------------------------------------------------------------ Mobile-Former-26M's shuffles, as released
+def _shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
+    """The release's ChannelShuffle(groups): view as (groups, C / groups), transpose, flatten."""
+    return x.unflatten(1, (groups, -1)).transpose(1, 2).flatten(1, 2)
+
+
+def _mf26m() -> torch.nn.Module:
+    model = build_model(load_zoo("mobile_former_26m")).eval()
+    trained_looking(model)
+    return model
+
+
+def test_26m_bneck_lite_shuffles_after_the_expanding_depthwise_conv_not_after_the_grouped_1x1() -> None:
+    """The release's DnaBlock3 with e2 = 0: DW 3x3 (8 -> 24, stride 2)-BN-ReLU6, ChannelShuffle(8),
+    1x1 in 4 groups (24 -> 12)-BN, nothing after; each group of the 1x1 sees all 8 inputs."""
+    lite = _mf26m().stages[0][0]
+    assert [n for n, _ in lite.named_children()] == ["dw", "shuffle", "project"]
+    assert lite.shuffle.groups == 8 and lite.project.conv[0].groups == 4 and lite.project.shuffle_groups == 1
+    x = torch.randn(2, 8, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(lite(x), lite.project.conv(_shuffle(lite.dw(x), 8)))
+
+
+def test_26m_down_blocks_shuffle_after_each_expanding_depthwise_conv_before_its_activation() -> None:
+    """The release's DnaBlock3: conv1 = DW(stride 2, x6)-BN-ChannelShuffle(inp), dynamic ReLU,
+    conv2 = 1x1 in 4 groups-BN; conv3 = DW(x4)-BN-ChannelShuffle(oup), dynamic ReLU, conv4 = 1x1
+    in 4 groups-BN, plus conv2's output. No shuffle after either grouped 1x1."""
+    model = _mf26m()
+    downs = [s.blocks[0].mobile for s in model.stages[1:] if isinstance(s.blocks[0].mobile, DownMobileSubBlock)]
+    assert [(d.shuffle1.groups, d.shuffle2.groups) for d in downs] == [(12, 24), (24, 48), (64, 96)]
+    for down in downs:
+        assert [n for n, _ in down.named_children()] == ["dw1", "shuffle1", "act1", "pw1", "dw2", "shuffle2",
+                                                         "act2", "pw2"]
+        assert (down.pw1.shuffle_groups, down.pw2.shuffle_groups) == (1, 1) and down.pw1.conv[0].groups == 4
+    down, x, z = downs[0], torch.randn(2, 12, 8, 8), torch.randn(2, 3, 128)
+    with torch.no_grad():
+        conv2 = down.pw1.conv(down.act1(_shuffle(down.dw1(x), 12), z))
+        release = down.pw2.conv(down.act2(_shuffle(down.dw2(conv2), 24), z)) + conv2
+        torch.testing.assert_close(down(x, z), release)
+
+
+def test_26m_stride_one_blocks_shuffle_after_each_grouped_1x1() -> None:
+    """The release's DnaBlock (group_num 4): 1x1 in 4 groups-BN-ChannelShuffle(4), dynamic ReLU, DW,
+    dynamic ReLU, 1x1 in 4 groups-BN-ChannelShuffle(4)."""
+    blocks = [b.mobile for s in _mf26m().stages[1:] for b in s.blocks if isinstance(b.mobile, MobileSubBlock)]
+    assert len(blocks) == 5  # the release's blocks 2, 4, 6, 7 and 9
+    for m in blocks:
+        assert (m.expand.shuffle_groups, m.project.shuffle_groups) == (4, 4)
+    m, x, z = blocks[0], torch.randn(2, 12, 8, 8), torch.randn(2, 3, 128)
+    with torch.no_grad():
+        hidden = m.act2(m.dw(m.act1(_shuffle(m.expand.conv(x), 4), z)), z)
+        torch.testing.assert_close(m(x, z), _shuffle(m.project.conv(hidden), 4))
+
+
+def test_shuffle_after_dw_defaults_to_after_every_1x1_and_leaves_hashes_and_unit_keys_alone() -> None:
+    """Added after schema v1: at its default (false) an architecture keeps the hash and latency-unit
+    keys it had before the field existed, and its blocks shuffle after each grouped 1x1."""
+    stage = {"block": "former", "depth": 1, "width": 32, "token_dim": 64, "groups": 4}
+    before = parse_arch({"resolution": 64, "stages": [{**stage, "lite": True}, stage]})
+    spelled = parse_arch({"resolution": 64, "stages": [{**stage, "lite": True, "shuffle_after_dw": False},
+                                                       {**stage, "shuffle_after_dw": False}]})
+    after = parse_arch({"resolution": 64, "stages": [{**stage, "lite": True, "shuffle_after_dw": True},
+                                                     {**stage, "shuffle_after_dw": True}]})
+    assert spelled.arch_hash() == before.arch_hash() != after.arch_hash()
+    keys = [u.key for u in arch_units(before)]
+    assert not any("shuffle_after_dw" in k for k in keys)
+    assert [u.key for u in arch_units(after)] != keys
+    lite = build_model(before).stages[0][0]
+    assert isinstance(lite.shuffle, torch.nn.Identity) and lite.project.shuffle_groups == 4
+
+
 @pytest.mark.parametrize("fields, message", [
     ({"heads": 5}, "heads: 5 does not divide token_dim"),
     ({"width": 30, "groups": 4}, "groups: 4 does not divide width"),
     ({"lite": True, "expand": 2.5}, "expand: bneck-lite"),
     ({"lite": True, "closing_bridge": True}, "closing_bridge"),
+    ({"shuffle_after_dw": True}, "shuffle_after_dw: needs grouped"),
 ])
 def test_schema_rejects_what_cannot_build(fields: dict, message: str) -> None:
     stage = {"block": "former", "depth": 1, "width": 32, "token_dim": 64, **fields}
@@ -170,7 +237,7 @@ def test_onnx_parity(with_tokens: bool) -> None:
     """Exports with a dynamic batch, first stage (tokens created inside) and later stage alike."""
     stage = _stage(24, in_dim=48 if with_tokens else None, in_tokens=6 if with_tokens else None,
                    stride=2, closing_bridge=True).eval()
-    _randomise_bn(stage)
+    trained_looking(stage)
     x, z = torch.randn(3, 24, 9, 11), torch.randn(3, 6, 48)
     example = (x[:1], z[:1]) if with_tokens else x[:1]
     sess = ort.InferenceSession(onnx_bytes(stage, example), providers=["CPUExecutionProvider"])

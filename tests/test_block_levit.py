@@ -7,6 +7,7 @@ import itertools
 import numpy as np
 import pytest
 import torch
+from fakes import trained_looking
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -25,18 +26,12 @@ def ctx(cin: int, size: tuple[int, int]) -> StageContext:
 
 
 def randomise(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Trained-looking BN statistics and attention biases, so that the zero-initialised residual
-    branches (last BN weight 0) actually contribute to the output."""
-    g = torch.Generator().manual_seed(seed)
+    """Trained-looking (`fakes.trained_looking`) with random attention biases too."""
+    g = torch.Generator().manual_seed(seed + 1)
     for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d | torch.nn.BatchNorm1d):
-            m.weight.data = torch.rand(m.weight.shape, generator=g) * 0.4 + 0.1
-            m.bias.data = torch.randn(m.bias.shape, generator=g) * 0.1
-            m.running_mean = torch.randn(m.running_mean.shape, generator=g) * 0.1
-            m.running_var = torch.rand(m.running_var.shape, generator=g) + 0.5
         if isinstance(m, Attention):
             m.attention_biases.data = torch.randn(m.attention_biases.shape, generator=g)
-    return model.eval()
+    return trained_looking(model, seed)
 
 
 def official_bias_index(size: int, stride: int) -> tuple[torch.Tensor, int]:

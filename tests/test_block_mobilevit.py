@@ -5,6 +5,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
+from fakes import trained_looking
 
 from nas.arch import parse_arch
 from nas.arch.stages import MobileViTStage
@@ -20,14 +21,6 @@ def _stage(cin: int = 24, **fields) -> torch.nn.Module:
     return build_stage(spec, StageContext(cin, (16, 16), 0, 1, None))
 
 
-def _randomise_bn(model: torch.nn.Module) -> None:
-    """Non-trivial BN statistics so that eval-mode parity checks mean something."""
-    g = torch.Generator().manual_seed(0)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.copy_(torch.rand(m.num_features, generator=g) - 0.5)
-            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
 
 
 @pytest.mark.parametrize("stride, cin, size, out", [(2, 24, 16, 8), (1, 32, 16, 16), (1, 24, 16, 16), (2, 24, 15, 8)])
@@ -112,7 +105,7 @@ def _onnx_max_diff(model: torch.nn.Module, shape: tuple[int, ...]) -> float:
 def test_onnx_parity_with_dynamic_batch(size: int, patch: int) -> None:
     """Exported at batch 1, run at batch 3 in ONNX Runtime; the 7 px case takes the resize path."""
     stage = _stage(24, stride=2, patch=patch).eval()
-    _randomise_bn(stage)
+    trained_looking(stage)
     assert _onnx_max_diff(stage, (3, 24, size, size)) <= 1e-4
 
 
@@ -127,7 +120,7 @@ def test_network_at_proxy_resolution() -> None:
     ]
     arch = parse_arch({"resolution": 64, "num_classes": 10, "stem": {"depth": 2, "channels": 16}, "stages": stages})
     model = build_model(arch).eval()
-    _randomise_bn(model)
+    trained_looking(model)
     feats = model.stage_outputs(torch.randn(2, 3, 64, 64))
     assert [f.shape[-1] for f in feats] == [16, 16, 8, 4, 2, 1]
     assert _onnx_max_diff(model, (2, 3, 64, 64)) <= 1e-4

@@ -9,6 +9,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
+from fakes import trained_looking as randomise
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
@@ -27,16 +28,6 @@ def ctx(cin: int, size: tuple[int, int] = (32, 32)) -> StageContext:
     return StageContext(in_channels=cin, in_size=size, index=0, num_stages=1, token_dim=None)
 
 
-def randomise(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Trained-looking BN statistics, so that every branch contributes to the output."""
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.weight.data = torch.rand(m.weight.shape, generator=g) * 0.4 + 0.1
-            m.bias.data = torch.randn(m.bias.shape, generator=g) * 0.1
-            m.running_mean = torch.randn(m.running_mean.shape, generator=g) * 0.1
-            m.running_var = torch.rand(m.running_var.shape, generator=g) + 0.5
-    return model.eval()
 
 
 @pytest.mark.parametrize("stride", [1, 2])

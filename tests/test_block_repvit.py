@@ -9,6 +9,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
+from fakes import trained_looking as randomise
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
@@ -28,19 +29,6 @@ def ctx(cin: int, size: tuple[int, int] = (16, 16)) -> StageContext:
     return StageContext(in_channels=cin, in_size=size, index=1, num_stages=4, token_dim=None)
 
 
-def randomise(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Trained-looking BN statistics and biases, so that the zero-initialised FFN branches and
-    every token-mixer branch contribute to the output."""
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.weight.data = torch.rand(m.weight.shape, generator=g) * 0.4 + 0.1
-            m.bias.data = torch.randn(m.bias.shape, generator=g) * 0.1
-            m.running_mean = torch.randn(m.running_mean.shape, generator=g) * 0.1
-            m.running_var = torch.rand(m.running_var.shape, generator=g) + 0.5
-        elif isinstance(m, nn.Conv2d) and m.bias is not None:
-            m.bias.data = torch.randn(m.bias.shape, generator=g) * 0.1
-    return model.eval()
 
 
 @pytest.mark.parametrize("stride,cin", [(1, 32), (1, 24), (2, 24), (2, 32)])

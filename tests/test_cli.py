@@ -9,7 +9,7 @@ import onnx
 import pytest
 
 from nas.arch import save_arch
-from nas.cli.main import COMMANDS
+from nas.cli.main import COMMANDS, build_parser
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -17,6 +17,23 @@ def test_every_command_has_help(run_cli, command):
     with pytest.raises(SystemExit) as exc:
         run_cli(command, "--help")
     assert exc.value.code == 0
+
+
+def test_the_command_list_loads_no_command_and_says_what_each_module_says():
+    """`nas --help` lists every command from main's table, importing none of their modules (nor
+    torch); the line it shows for each is the one the command's own module registers."""
+    code = ("import sys; from nas.cli.main import main\n"
+            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in sys.modules if m.startswith('nas.cli.') or m == 'torch'), file=sys.stderr)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stderr.strip() == "['nas.cli.main']", proc.stderr
+    assert all(name in proc.stdout for name in COMMANDS)
+    sub = next(a for a in build_parser()._actions if a.dest == "command")  # every command's own parser
+    assert {a.dest: a.help for a in sub._choices_actions} == COMMANDS
+
+
+def test_an_unknown_command_is_one_line(run_cli):
+    assert "invalid choice: 'frobnicate'" in _bad(run_cli, "frobnicate", "--help")
 
 
 def test_describe_prints_params_flops_and_stage_shapes(run_cli, tmp_path, tiny_arch):

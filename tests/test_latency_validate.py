@@ -59,7 +59,7 @@ def test_a_rerun_resumes_the_journal_and_records_every_timing(tmp_path, monkeypa
 
     medians = iter([3.0, 5.0, 2.0, 4.0])
     monkeypatch.setattr(v, "measure_arch", lambda arch, threads: (next(medians),) * 3)
-    monkeypatch.setattr("nas.profile.profile_arch", lambda arch: {"flops": 1})
+    monkeypatch.setattr(v, "profile_arch", lambda arch: {"flops": 1})
     archs = [HybridSpace(num_classes=10).sample(i) for i in range(2)]
     table = type("T", (), {"threads": 1})()
     v.collect(table, archs, tmp_path / "j.jsonl", repeats=1)

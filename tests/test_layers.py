@@ -1,8 +1,11 @@
 """The import layer order the README states, checked on the source: every module imports only its
-own layer or the ones below, and no two modules import each other, even through a function body."""
+own layer or the ones below, and no two modules import each other, even through a function body;
+and an import sits inside a function only with its reason written beside it."""
 from __future__ import annotations
 
 import ast
+import io
+import tokenize
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,3 +93,60 @@ def test_no_module_imports_itself_back_through_others():
         if state.get(module) is None:
             visit(module, [module])
     assert not cycles, "\n".join(cycles)
+
+
+def _unexplained_local_imports(text: str) -> list[int]:
+    """First lines of the imports inside function bodies that no comment explains: one on the
+    import's own lines, or a comment line right above it (which may head a run of such imports)."""
+    lines = text.splitlines()
+    comments = {tok.start[0] for tok in tokenize.generate_tokens(io.StringIO(text).readline)
+                if tok.type == tokenize.COMMENT and not tok.string.lstrip("# ").startswith(("noqa", "type:"))}
+    first_of: dict[int, int] = {}  # last line -> first line of each function-local import
+    for func in ast.walk(ast.parse(text)):
+        if isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for node in ast.walk(func):
+                if isinstance(node, (ast.Import, ast.ImportFrom)):
+                    first_of[node.end_lineno or node.lineno] = node.lineno
+
+    def commented(first: int, last: int) -> bool:
+        return any(n in comments for n in range(first, last + 1))
+
+    missing = []
+    for last, first in sorted(first_of.items()):
+        if commented(first, last):
+            continue
+        above = first - 1
+        while above in first_of and not commented(first_of[above], above):  # a run under one comment
+            above = first_of[above] - 1
+        if not (above in comments and lines[above - 1].lstrip().startswith("#")):
+            missing.append(first)
+    return missing
+
+
+def test_an_import_inside_a_function_says_why_it_is_not_at_the_top():
+    """Imports go at the module top. One sits in a function only where start-up time (a heavy
+    library on a rare path, e.g. `# matplotlib: ~0.5 s, only when a plot is drawn`) or an optional
+    dependency needs it, and then says so in a comment on its line or the line above."""
+    missing = [f"{path.relative_to(ROOT)}:{line}" for _, path in sorted(_modules().items())
+               for line in _unexplained_local_imports(path.read_text(encoding="utf-8"))]
+    assert not missing, "function-local imports without a reason comment (move them to the top, or say why):\n" \
+        + "\n".join(missing)
+
+
+def test_the_local_import_check_reads_comments_as_meant():
+    source = """
+def f():
+    import a  # reason
+
+    # reason for the two below
+    import b
+    from c import (
+        d,
+    )
+
+    import e
+    import g  # noqa: F401
+    x = 1  # not a reason for the next line
+    import h
+"""
+    assert _unexplained_local_imports(source) == [11, 12, 14]

@@ -276,10 +276,10 @@ def test_display_url_masks_the_password(url, shown):
 
 
 def test_a_storage_password_is_written_nowhere(env, run_cli, budget, monkeypatch):
-    import nas.search.storage as storage
+    import nas.cli.search as search_command
 
     predictor, out = env
-    monkeypatch.setattr(storage, "open_storage", lambda url: optuna.storages.InMemoryStorage())
+    monkeypatch.setattr(search_command, "open_storage", lambda url: optuna.storages.InMemoryStorage())
     url = "postgresql://nas:hunter2@db.example:5432/nas"
     code, stdout, err = _search(run_cli, predictor, out, budget, "--trials", "6", "--study", "sec", "--storage", url)
     assert code == 0, err

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from nas.blocks.common import ConvBN
+from nas.blocks.units import arch_units
 from nas.builder import build_model
 from nas.export import onnx_bytes
 from nas.profile import count_params, deploy_copy, deploy_counts
@@ -133,3 +134,24 @@ def test_levit_gives_each_classifier_its_own_batchnorm_as_bn_linear_does():
     assert head.norm is not head.norm_dist and head.fc_dist is not None
     assert [n for n, _ in head.named_children()] == ["conv", "pool_act", "hidden", "norm", "dropout", "fc", "norm_dist",
                                                      "fc_dist"]
+
+
+# ------------------------------------------------------------------ the shipped tables price the zoo
+@pytest.mark.parametrize("device", ["host", "pixel6"])
+def test_the_shipped_tables_price_every_zoo_model_and_count_its_derived_units(device):
+    """At its own resolution and scaled to the proxy dataset (64 px, 10 classes). Only the units the
+    Mobile-Former models changed in issue 21 are derived (predictors/latency/derive.py), not timed."""
+    from predictors.latency.devices import SHIPPED
+    from predictors.latency.predict import predict
+    from predictors.latency.table import load_table
+    from search_spaces.reference import load_zoo_scaled
+
+    table = load_table(SHIPPED / f"{device}.json")
+    for name in zoo_names():
+        for arch in (load_zoo(name), load_zoo_scaled(name, 64, 10)):
+            if arch.resolution not in table.resolutions:
+                continue
+            derived = [u.op for u in arch_units(arch) if table.entries[u.key].derived is not None]
+            assert predict(arch, table).derived == len(derived)
+            assert sorted(derived) == {"mobile_former_26m": ["former.down"] * 3 + ["former.lite", "head"],
+                                       "mobile_former_96m": ["head"], "mobile_former_294m": ["head"]}.get(name, [])

@@ -79,7 +79,14 @@ class StemSpec(BaseModel):
 # a field is left out of the canonical form (`arch_hash`, latency-unit keys): every architecture
 # written before keeps its hash, and the bench rows, tables and run folders keyed by it stay valid.
 LATER_DEFAULTS: dict[str, dict[str, Any]] = {
-    "head": {"groups": 1, "pool_act": "none", "hidden_norm": "none", "hidden_act": None}}
+    "head": {"groups": 1, "pool_act": "none", "hidden_norm": "none", "hidden_act": None},
+    "former": {"shuffle_after_dw": False}}  # a stage record: keyed by its `block`
+
+
+def stage_signature(stage: dict[str, Any]) -> dict[str, Any]:
+    """A stage's canonical fields (its JSON form less the fields added after v1 at their default)."""
+    later = LATER_DEFAULTS.get(stage["block"], {})
+    return {k: v for k, v in stage.items() if not (k in later and v == later[k])}
 
 
 class HeadSpec(BaseModel):
@@ -158,6 +165,7 @@ class ArchConfig(BaseModel):
         """SHA-256 (first 16 hex) of the canonical form without `name` and `meta`."""
         body = {k: v for k, v in self.to_dict().items() if k not in ("name", "meta")}
         body["head"] = self.head.signature()
+        body["stages"] = [stage_signature(s) for s in body["stages"]]
         blob = json.dumps(body, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

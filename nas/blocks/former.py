@@ -37,17 +37,35 @@ from nas.blocks.units import Flow, Unit, chw, halved
 
 
 class PointwiseConv(nn.Module):
-    """1x1 conv-BN (linear), grouped and shuffled when `groups` > 1. A group count that does not
-    divide both widths (a preceding stage of another family may have any width) falls back to the
-    largest one that does."""
+    """1x1 conv-BN (linear), grouped and (unless `shuffle` is false: the shuffle sits before it)
+    shuffled when `groups` > 1. A group count that does not divide both widths (a preceding stage
+    of another family may have any width) falls back to the largest one that does."""
 
-    def __init__(self, cin: int, cout: int, groups: int = 1) -> None:
+    def __init__(self, cin: int, cout: int, groups: int = 1, shuffle: bool = True) -> None:
         super().__init__()
         self.groups = math.gcd(groups, cin, cout)
+        self.shuffle_groups = self.groups if shuffle else 1
         self.conv = ConvBN(cin, cout, 1, groups=self.groups)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return channel_shuffle(self.conv(x), self.groups)
+        return channel_shuffle(self.conv(x), self.shuffle_groups)
+
+
+class ChannelShuffle(nn.Module):
+    """ShuffleNet's shuffle as a layer. After a depthwise conv that multiplies `groups` input
+    channels, it reorders the copies so that each group of the next grouped 1x1 sees every input
+    channel (the official Mobile-Former-26M: `ChannelShuffle(inp)` after the expanding DW)."""
+
+    def __init__(self, groups: int) -> None:
+        super().__init__()
+        self.groups = groups
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return channel_shuffle(x, self.groups)
+
+
+def _dw_shuffle(channels: int, on: bool) -> nn.Module:
+    return ChannelShuffle(channels) if on else nn.Identity()
 
 
 class DynamicReLU(nn.Module):
@@ -166,21 +184,25 @@ class DownMobileSubBlock(nn.Module):
     """Mobile-Former-down's mobile sub-block: kxk DW stride 2 expanding by `down_expand` ->
     dynamic ReLU -> 1x1 PW to `cout` (linear) -> kxk DW expanding by `down_expand2` -> dynamic
     ReLU -> 1x1 PW, the last pair with a residual from the first PW's output. The channels grow
-    inside depthwise convs and both 1x1 convs run at the reduced resolution."""
+    inside depthwise convs and both 1x1 convs run at the reduced resolution. Grouped 1x1s are
+    shuffled after them, or with `shuffle_after_dw` (the release's 26M, DnaBlock3) between each DW
+    and its activation instead: `shuffle1`, `shuffle2`."""
 
     def __init__(self, cin: int, cout: int, down_expand: int, down_expand2: int, kernel: int,
-                 token_dim: int, groups: int) -> None:
+                 token_dim: int, groups: int, shuffle_after_dw: bool = False) -> None:
         super().__init__()
         self.dw1 = ConvBN(cin, cin * down_expand, kernel, 2, groups=cin)
+        self.shuffle1 = _dw_shuffle(cin, shuffle_after_dw)
         self.act1 = DynamicReLU(cin * down_expand, token_dim)
-        self.pw1 = PointwiseConv(cin * down_expand, cout, groups)
+        self.pw1 = PointwiseConv(cin * down_expand, cout, groups, shuffle=not shuffle_after_dw)
         self.dw2 = ConvBN(cout, cout * down_expand2, kernel, groups=cout)
+        self.shuffle2 = _dw_shuffle(cout, shuffle_after_dw)
         self.act2 = DynamicReLU(cout * down_expand2, token_dim)
-        self.pw2 = PointwiseConv(cout * down_expand2, cout, groups)
+        self.pw2 = PointwiseConv(cout * down_expand2, cout, groups, shuffle=not shuffle_after_dw)
 
     def forward(self, x: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-        x = self.pw1(self.act1(self.dw1(x), tokens))
-        return x + self.pw2(self.act2(self.dw2(x), tokens))
+        x = self.pw1(self.act1(self.shuffle1(self.dw1(x)), tokens))
+        return x + self.pw2(self.act2(self.shuffle2(self.dw2(x)), tokens))
 
 
 class MobileFormerBlock(nn.Module):
@@ -192,7 +214,8 @@ class MobileFormerBlock(nn.Module):
         self.mobile_to_former = MobileToFormer(cin, d, spec.bridge_heads)
         self.former = Former(d, spec.heads, spec.mlp_ratio)
         self.mobile: nn.Module = (
-            DownMobileSubBlock(cin, cout, spec.down_expand, spec.down_expand2, spec.kernel, d, spec.groups)
+            DownMobileSubBlock(cin, cout, spec.down_expand, spec.down_expand2, spec.kernel, d, spec.groups,
+                               spec.shuffle_after_dw)
             if stride == 2 else MobileSubBlock(cin, cout, spec.expand, spec.kernel, d, spec.groups))
         self.use_residual = stride == 1 and cin == cout
         self.former_to_mobile = FormerToMobile(cout, d, spec.bridge_heads)
@@ -260,16 +283,19 @@ class MobileFormerStage(nn.Module):
 class LiteBottleneck(nn.Module):
     """bneck-lite (from MicroNet, the paper's stage-1 block): a kxk depthwise conv that multiplies
     the channels by `expand` (ReLU6), then a linear 1x1 projection; residual when the shape is
-    kept. No bridge: the global tokens are not touched."""
+    kept. No bridge: the global tokens are not touched. A grouped projection is shuffled after it,
+    or with `shuffle_after_dw` (the release's 26M) before it, after the ReLU6: `shuffle`."""
 
-    def __init__(self, cin: int, cout: int, stride: int, expand: int, kernel: int, groups: int) -> None:
+    def __init__(self, cin: int, cout: int, stride: int, expand: int, kernel: int, groups: int,
+                 shuffle_after_dw: bool = False) -> None:
         super().__init__()
         self.dw = ConvBNAct(cin, cin * expand, kernel, stride, groups=cin, act="relu6")
-        self.project = PointwiseConv(cin * expand, cout, groups)
+        self.shuffle = _dw_shuffle(cin, shuffle_after_dw)
+        self.project = PointwiseConv(cin * expand, cout, groups, shuffle=not shuffle_after_dw)
         self.use_residual = stride == 1 and cin == cout
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.project(self.dw(x))
+        y = self.project(self.shuffle(self.dw(x)))
         return x + y if self.use_residual else y
 
 
@@ -279,7 +305,7 @@ class LiteStage(nn.Sequential):
     def __init__(self, spec: FormerStage, in_channels: int) -> None:
         super().__init__(*(
             LiteBottleneck(in_channels if i == 0 else spec.width, spec.width, spec.stride if i == 0 else 1,
-                           int(spec.expand), spec.kernel, spec.groups)
+                           int(spec.expand), spec.kernel, spec.groups, spec.shuffle_after_dw)
             for i in range(spec.depth)))
         self.out_channels = spec.width
 
@@ -300,12 +326,14 @@ def stage_units(spec: FormerStage, ctx: StageContext) -> tuple[list[Unit], Flow]
     its four parts (Mobile->Former, Former, mobile sub-block, Former->Mobile), then the closing
     bridge; the residual addition of a stride-1 block is not a unit."""
     cin, size, d = ctx.in_channels, ctx.in_size, spec.token_dim
+    # a field added after v1 joins a unit's key only when set, so the keys tables hold stay valid
+    shuffle = {"shuffle_after_dw": True} if spec.shuffle_after_dw else {}
     units: list[Unit] = []
     if spec.lite:
         for i in range(spec.depth):
             stride = spec.stride if i == 0 else 1
             units.append(Unit.make("former.lite", [chw(cin, size)], cin=cin, cout=spec.width, stride=stride,
-                                   expand=int(spec.expand), kernel=spec.kernel, groups=spec.groups))
+                                   expand=int(spec.expand), kernel=spec.kernel, groups=spec.groups, **shuffle))
             cin, size = spec.width, halved(size) if stride == 2 else size
         return units, Flow(spec.width, size, ctx.token_dim, ctx.num_tokens)
     tokens = (spec.tokens, d)
@@ -322,7 +350,7 @@ def stage_units(spec: FormerStage, ctx: StageContext) -> tuple[list[Unit], Flow]
         if i == 0 and spec.stride == 2:
             units.append(Unit.make("former.down", [x, first_token], cin=cin, cout=spec.width,
                                    down_expand=spec.down_expand, down_expand2=spec.down_expand2, kernel=spec.kernel,
-                                   token_dim=d, groups=spec.groups))
+                                   token_dim=d, groups=spec.groups, **shuffle))
             size = halved(size)
         else:
             units.append(Unit.make("former.mobile", [x, first_token], cin=cin, cout=spec.width, expand=spec.expand,

@@ -25,6 +25,8 @@ from torch import nn
 
 from nas.arch.schema import ArchConfig, HeadSpec, StemSpec
 from nas.blocks import StageContext
+from nas.blocks.head import Head
+from nas.blocks.stem import Stem
 
 Shape = tuple[int, ...]
 FAMILIES = ("mv2", "repvit", "mobilevit", "lgl", "levit", "former")
@@ -99,12 +101,10 @@ def chw(channels: int, size: tuple[int, int]) -> Shape:
 
 # ------------------------------------------------------------------ stem and head
 def _build_stem(**args: Any) -> nn.Module:
-    from nas.blocks.stem import Stem
     return Stem(StemSpec(**args))
 
 
 def _build_head(in_channels: int, num_classes: int, token_dim: int | None, **spec: Any) -> nn.Module:
-    from nas.blocks.head import Head
     return Head(HeadSpec(**spec), in_channels, num_classes, token_dim)
 
 

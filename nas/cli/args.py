@@ -7,6 +7,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from nas import atomic
 from nas.errors import UserError
 
 SEED_MAX = 2**32 - 1  # numpy's and Optuna's samplers take seeds in [0, 2**32)
@@ -46,9 +47,7 @@ positive_int = at_least(1)
 
 def path_name(text: str) -> str:
     """A name that becomes one folder or file name (a study's): no separators, no `..`."""
-    from nas.atomic import path_name_problem
-
-    problem = path_name_problem(text) if text else "an empty name"
+    problem = atomic.path_name_problem(text) if text else "an empty name"
     if problem:
         raise argparse.ArgumentTypeError(problem)
     return text
@@ -57,8 +56,6 @@ def path_name(text: str) -> str:
 def output_dir(flag: str, path: str | os.PathLike[str], create: bool = True) -> Path:
     """The output folder `path` of `flag`, created (or with `create=False` only checked that it can
     be), or a one-line error naming both."""
-    from nas import atomic
-
     try:
         return atomic.output_dir(path) if create else atomic.check_output_dir(path)
     except UserError as exc:
@@ -68,8 +65,6 @@ def output_dir(flag: str, path: str | os.PathLike[str], create: bool = True) -> 
 def output_file(flag: str, path: str | os.PathLike[str]) -> Path:
     """`path` if `flag`'s output file may be written there (a new path or a regular file in a folder
     that is or can be made), or a one-line error naming both; checked before the work that makes it."""
-    from nas import atomic
-
     try:
         return atomic.check_output_file(path)
     except UserError as exc:

@@ -6,6 +6,8 @@ import json
 from typing import Any
 
 import torch
+from rich.console import Console
+from rich.table import Table
 
 from nas.arch import ArchConfig
 from nas.builder import build_model
@@ -36,9 +38,6 @@ def describe(arch: ArchConfig) -> dict[str, Any]:
 
 
 def _print_table(info: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
     table = Table(title=f"{info['name']}  ({info['hash']})  {info['resolution']}px, {info['num_classes']} classes")
     for col in ("stage", "block", "depth", "width", "stride", "output", "params", "details"):
         table.add_column(col, justify="right" if col in ("params", "depth", "width", "stride") else "left")

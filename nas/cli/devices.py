@@ -2,8 +2,16 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from nas.errors import UserError
+from predictors.latency.devices import known_devices
+from predictors.latency.table import load_table
 
 VALIDATION_FIELDS = ("within_5pct", "within_10pct", "mape", "kendall_tau")
 
@@ -18,9 +26,6 @@ def _fmt(value: Any) -> str:
 
 def describe(device: str, path: Path) -> dict[str, str]:
     """One row of the listing; a table that cannot be read gives a row holding its error."""
-    from nas.errors import UserError
-    from predictors.latency.table import load_table
-
     row = {"device": device, "file": str(path)}
     try:
         table = load_table(path)
@@ -44,14 +49,8 @@ def describe(device: str, path: Path) -> dict[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rich.console import Console
-    from rich.table import Table
-
-    from predictors.latency.devices import known_devices
-
     rows = [describe(d, p) for d, p in known_devices().items()]
     if args.json:
-        import json
         print(json.dumps(rows, indent=2))
         return 0
     if not rows:

@@ -13,11 +13,19 @@ import json
 from pathlib import Path
 from typing import Any
 
+import onnxruntime
+
 from nas.arch import ArchConfig, load_arch
 from nas.builder import build_model
 from nas.cli.args import add_data_option
 from nas.data import default_data_root, load_dataset
 from nas.errors import UserError
+from nas.supernet.evaluate import evaluate_model
+from nas.train import load_weights_strict
+from predictors.latency.devices import open_device_table
+from predictors.latency.predict import predict
+from predictors.latency.table import runtime_note
+from predictors.latency.validate import measure_network
 from search_spaces.reference import resolve_arch
 
 
@@ -40,13 +48,6 @@ def resolve_model(model: str, weights: str | None) -> tuple[ArchConfig, Path]:
 def latency_report(arch: ArchConfig, model: Any, device: str, table_path: str | None, threads: int | None
                    ) -> dict[str, Any]:
     """Measured host latency, the host table's prediction, and `device`'s prediction if another."""
-    import onnxruntime
-
-    from predictors.latency.devices import open_device_table
-    from predictors.latency.predict import predict
-    from predictors.latency.table import runtime_note
-    from predictors.latency.validate import measure_network
-
     host, _ = open_device_table("host", table_path if device == "host" else None)
     threads = threads or host.threads
     timing = measure_network(model, arch.resolution, threads)
@@ -69,9 +70,6 @@ def latency_report(arch: ArchConfig, model: Any, device: str, table_path: str | 
 
 
 def run(args: argparse.Namespace) -> int:
-    from nas.supernet.evaluate import evaluate_model
-    from nas.train import load_weights_strict
-
     for flag, value in (("--batch-size", args.batch_size), ("--threads", args.threads)):
         if value is not None and value < 1:
             raise UserError(f"{flag}: expected a positive integer, got {value}")

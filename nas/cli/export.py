@@ -8,7 +8,8 @@ from pathlib import Path
 from nas.builder import build_model
 from nas.cli.args import output_file, seed
 from nas.errors import UserError
-from nas.export import export_onnx
+from nas.export import TOLERANCE, MissingExtra, export_onnx, export_tflite, require_converter
+from nas.train.weights import load_weights_strict
 from search_spaces.reference import resolve_arch
 
 
@@ -22,24 +23,18 @@ def run(args: argparse.Namespace) -> int:
     if onnx_out and tflite_out and onnx_out.resolve() == tflite_out.resolve():
         raise UserError(f"--onnx and --tflite name the same file {onnx_out}")
     if tflite_out:
-        from nas.export import MissingExtra, require_converter
-
         try:
             require_converter()  # before the build, not after it
         except MissingExtra as exc:
             raise UserError(f"--tflite needs the {exc.extra} extra: {exc.install}") from None
     model = build_model(arch, seed=args.seed)
     if args.weights:
-        from nas.train.weights import load_weights_strict
-
         load_weights_strict(model, args.weights)  # keys and shapes must fit exactly, or one line says where not
     if onnx_out:
         export_onnx(model, arch.resolution, onnx_out)
         print(f"wrote {onnx_out} ({onnx_out.stat().st_size / 1e6:.2f} MB, {arch.name}, {arch.resolution}px, "
               f"dynamic batch, RepViT branches fused)")
     if tflite_out:
-        from nas.export import TOLERANCE, export_tflite
-
         result = export_tflite(model, arch.resolution, tflite_out, fill_zeros=not args.weights, seed=args.seed)
         filled = (f", untrained: {result.filled} all-zero parameter tensors filled (seed {args.seed})"
                   if result.filled else "")

@@ -2,19 +2,24 @@
 from __future__ import annotations
 
 import argparse
-import importlib
+import json
+from collections import Counter
 
+from rich.console import Console
+from rich.table import Table
+
+from nas.cli import latency_calibrate, latency_estimate, latency_import, latency_pack, latency_validate
 from nas.cli.args import output_file, resolutions
 from nas.cli.progress import counting_bar
 from nas.errors import UserError
-from predictors.latency.devices import open_device_table
+from predictors.latency.build import build_table, default_resolutions
+from predictors.latency.devices import default_build_path, open_device_table
+from predictors.latency.measure import RunPolicy
+from predictors.latency.predict import predict
+from search_spaces.reference import resolve_arch
 
 
 def run_build(args: argparse.Namespace) -> int:
-    from predictors.latency.build import build_table, default_resolutions
-    from predictors.latency.devices import default_build_path
-    from predictors.latency.measure import RunPolicy
-
     wanted = resolutions(args.resolutions) if args.resolutions else default_resolutions()
     out = output_file("--out", args.out) if args.out else default_build_path(args.device)
     if args.threads < 1:
@@ -28,21 +33,15 @@ def run_build(args: argparse.Namespace) -> int:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from rich.console import Console
-    from rich.table import Table
-
-    from predictors.latency.predict import predict
-    from search_spaces.reference import resolve_arch
-
     arch = resolve_arch(args.arch)
     table, path = open_device_table(args.device, args.table)
     pred = predict(arch, table, breakdown=True)
     if args.json:
-        import json
         print(json.dumps({"arch": arch.name, "arch_hash": arch.arch_hash(), "device": table.device,
                           "kind": table.kind, "label": table.kind_note, "machine": table.provenance.where,
                           "ms": round(pred.ms, 4), "plain_ms": round(pred.plain_ms, 4),
                           "error_pct": pred.error_pct, "pipeline_ms": pred.pipeline_ms, "table": str(path),
+                          "derived_units": pred.derived,
                           "sections": [{"name": n, "ms": round(ms, 4), "units": k} for n, ms, k in pred.sections]},
                          indent=2))
         return 0
@@ -64,8 +63,6 @@ def run_predict(args: argparse.Namespace) -> int:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    from collections import Counter
-
     table, path = open_device_table(args.device, args.table)
     print(f"{path}: {table.label}, {len(table.entries)} units, resolutions {table.resolutions}")
     print(f"cpu {table.cpu}; onnxruntime {table.ort_version}; threads {table.threads}; created {table.created}")
@@ -121,5 +118,5 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     _common(sh)
     sh.set_defaults(func=run_show)
     # The longer sub-commands live next to the code they drive.
-    for extra in ("validate", "calibrate", "estimate", "pack", "import"):
-        importlib.import_module(f"nas.cli.latency_{extra}").add_parser(s)
+    for extra in (latency_validate, latency_calibrate, latency_estimate, latency_pack, latency_import):
+        extra.add_parser(s)

@@ -4,14 +4,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from nas.errors import UserError
+from predictors.latency.calibrate import PASSES, calibrate
+from predictors.latency.devices import SHIPPED, default_build_path
+from predictors.latency.machine import PROBES
+from predictors.latency.table import load_table, save_table
+
 
 def run(args: argparse.Namespace) -> int:
-    from nas.errors import UserError
-    from predictors.latency.calibrate import PASSES, calibrate
-    from predictors.latency.devices import SHIPPED, default_build_path
-    from predictors.latency.machine import PROBES
-    from predictors.latency.table import load_table, save_table
-
     if args.device != "host":
         raise UserError(f"--device: only 'host' (this machine) can be calibrated here, not {args.device!r}")
     passes = PASSES if args.passes is None else args.passes

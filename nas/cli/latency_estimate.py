@@ -5,15 +5,15 @@ import argparse
 from pathlib import Path
 
 from nas.errors import UserError
+from predictors.latency.devices import default_build_path, table_path
+from predictors.latency.pixel6 import estimate_table
+from predictors.latency.table import load_table, save_table
 
 ESTIMABLE = ("pixel6",)
 
 
 def host_table(source: str):
     """(table, path) from a device name or a table file."""
-    from predictors.latency.devices import table_path
-    from predictors.latency.table import load_table
-
     path = Path(source) if source.endswith(".json") or Path(source).is_file() else table_path(source)
     return load_table(path), path
 
@@ -28,10 +28,6 @@ def shown_path(path: Path) -> str:
 
 
 def run_estimate(args: argparse.Namespace) -> int:
-    from predictors.latency.devices import default_build_path
-    from predictors.latency.pixel6 import estimate_table
-    from predictors.latency.table import save_table
-
     if args.device not in ESTIMABLE:
         raise UserError(f"--device: no estimate method for {args.device!r} (estimable: {', '.join(ESTIMABLE)})")
     host, host_path = host_table(args.source)

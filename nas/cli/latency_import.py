@@ -4,6 +4,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from nas.cli.args import output_file, path_name
+from nas.errors import UserError
+from predictors.latency.devices import default_build_path, open_device_table
+from predictors.latency.probe import load_results, measured_table
+from predictors.latency.table import save_table
+
 SHOW = 3  # keys listed per unknown/missing group
 
 
@@ -13,12 +19,6 @@ def _some(keys: list[str]) -> str:
 
 
 def run_import(args: argparse.Namespace) -> int:
-    from nas.cli.args import output_file
-    from nas.errors import UserError
-    from predictors.latency.devices import default_build_path, open_device_table
-    from predictors.latency.probe import load_results, measured_table
-    from predictors.latency.table import save_table
-
     if args.out:
         output_file("--out", args.out)
     rows, info, source = load_results(args.results)
@@ -43,9 +43,7 @@ def run_import(args: argparse.Namespace) -> int:
 
 
 def _device_name(text: str) -> str:
-    from nas.cli.args import path_name  # the default table file is runs/latency/<device>.json
-
-    return path_name(text)
+    return path_name(text)  # the default table file is runs/latency/<device>.json
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

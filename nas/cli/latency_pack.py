@@ -3,17 +3,16 @@ from __future__ import annotations
 
 import argparse
 
+from nas.cli.args import output_file, resolutions
+from nas.cli.progress import counting_bar
+from nas.errors import UserError
+from predictors.latency.devices import open_device_table
+from predictors.latency.probe import select_keys, write_pack
+
 
 def run_pack(args: argparse.Namespace) -> int:
-    from nas.cli.progress import counting_bar
-    from nas.errors import UserError
-    from predictors.latency.devices import open_device_table
-    from predictors.latency.probe import select_keys, write_pack
-
     if args.limit is not None and args.limit < 1:
         raise UserError(f"--limit: expected a positive integer, got {args.limit}")
-    from nas.cli.args import output_file, resolutions
-
     output_file("--out", args.out)  # before any unit is exported
     table, path = open_device_table(args.device, args.table)
     wanted = resolutions(args.resolutions) if args.resolutions else None

@@ -4,13 +4,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from nas.cli.progress import counting_bar
+from nas.errors import UserError
+from predictors.latency.devices import open_device_table
+from predictors.latency.validate import validate
+
 
 def run(args: argparse.Namespace) -> int:
-    from nas.cli.progress import counting_bar
-    from nas.errors import UserError
-    from predictors.latency.devices import open_device_table
-    from predictors.latency.validate import validate
-
     if args.samples < 4:
         raise UserError(f"--samples: expected at least 4, got {args.samples}")
     if args.repeats < 2:

@@ -2,6 +2,8 @@
 
 Each sub-command lives in its own module under nas/cli/ and registers itself through
 `add_parser(subparsers)`; this file only dispatches and turns UserError into the exit contract.
+Only the module of the command being run is imported (each imports torch, optuna, rich... at its
+top): `nas --help` lists the commands from the table below without loading any of them.
 """
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import argparse
 import importlib
 import os
 import re
+import select
 import sys
 import warnings
 from collections.abc import Sequence
@@ -16,9 +19,22 @@ from collections.abc import Sequence
 from nas import __version__
 from nas.errors import ParameterError, UserError
 
-# Sub-command modules, in the order `nas --help` lists them.
-COMMANDS = ("search", "describe", "export", "zoo", "space", "latency", "devices", "predictor", "train", "evaluate",
-            "supernet")
+# Sub-command modules (nas/cli/<name>.py), in the order `nas --help` lists them, with the line it
+# shows for each: the module's own help, repeated here so that listing them imports none of them
+# (tests/test_cli.py holds the two the same).
+COMMANDS: dict[str, str] = {
+    "search": "latency-constrained architecture search (Optuna)",
+    "describe": "parameters, FLOPs and per-stage shapes of an architecture",
+    "export": "export an architecture to ONNX and/or TFLite (LiteRT)",
+    "zoo": "list the reference models and their published figures",
+    "space": "show the hybrid search space",
+    "latency": "build, inspect and use per-device latency tables",
+    "devices": "list the devices with latency tables",
+    "predictor": "fit and inspect accuracy predictors (fast search signal)",
+    "train": "train one architecture standalone (resumable, DDP under torchrun)",
+    "evaluate": "test accuracy and measured latency of a trained model",
+    "supernet": "train the weight-sharing supernet / evaluate members with it",
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -37,19 +53,32 @@ class _Parser(argparse.ArgumentParser):
         raise UserError(f"{self.prog}: {message}")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The `nas` parser. Given the command line `argv`, only the command it names gets its full
+    sub-parser (so only that command's module is imported) and the others just their help line;
+    without it, every command gets its full sub-parser (to check or document all flags)."""
     parser = _Parser(prog="nas", description="Hardware-aware NAS over hybrid CNN/ViT mobile models.")
     parser.add_argument("--version", action="version", version=f"hybrid-nas {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for name in COMMANDS:
-        importlib.import_module(f"nas.cli.{name}").add_parser(sub)
+    chosen = set(COMMANDS) if argv is None else {_command_named(argv)}
+    for name, summary in COMMANDS.items():
+        if name in chosen:
+            # lazy: a command module loads its heavy dependencies (torch ~1.5 s), only for the command run
+            importlib.import_module(f"nas.cli.{name}").add_parser(sub)
+        else:
+            sub.add_parser(name, help=summary)
     return parser
+
+
+def _command_named(argv: Sequence[str]) -> str | None:
+    """The command `argv` runs: its first word that is not an option (`nas` itself takes no values)."""
+    return next((arg for arg in argv if not arg.startswith("-")), None)
 
 
 def _flag_for(parser: argparse.ArgumentParser, param: str) -> str | None:
     """The long option whose value lands in `param` (`num_random` -> `--num-random`), searched
-    through every sub-command's parser; None where no flag sets it."""
+    through every sub-command parser built; None where no flag sets it."""
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             for sub in action.choices.values():
@@ -70,10 +99,12 @@ def error_line(exc: UserError, parser: argparse.ArgumentParser) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv)
     try:
         args = parser.parse_args(argv)
-        from predictors.latency.machine import held_warnings  # a table's machine warning: after the output
+        # lazy: pydantic etc. (~0.1 s), not before parsing (--help); a table's machine warning: after the output
+        from predictors.latency.machine import held_warnings
 
         with held_warnings():
             code = int(args.func(args) or 0)
@@ -103,8 +134,6 @@ def _one_line(message: str) -> str:
 
 def _stdout_pipe_closed() -> bool:
     """Whether stdout is a pipe whose reading end has gone (poll reports an error on it)."""
-    import select
-
     try:
         poller = select.poll()
         poller.register(sys.stdout.fileno(), select.POLLOUT)

@@ -20,7 +20,13 @@ from pathlib import Path
 
 from nas.cli.args import add_data_option
 from nas.cli.progress import counting_bar
+from nas.data import default_data_root, load_dataset
 from nas.errors import UserError
+from nas.supernet.evaluate import SubnetEvaluator, load_supernet, supernet_path
+from predictors.accuracy.bench import bench_members, bench_space
+from predictors.accuracy.collect import collect_samples
+from predictors.accuracy.features import SIZE_FEATURES
+from predictors.accuracy.model import DEFAULT_PREDICTOR, file_sha256, fit_predictor, load_predictor
 
 
 def samples_path(out: Path) -> Path:
@@ -34,10 +40,6 @@ def run_fit(args: argparse.Namespace) -> int:
 
 
 def _fit_bench(args: argparse.Namespace) -> int:
-    from predictors.accuracy.bench import bench_members, bench_space
-    from predictors.accuracy.features import SIZE_FEATURES
-    from predictors.accuracy.model import fit_predictor
-
     bench = bench_members(args.bench)
     rows, archs, truth = bench.rows, bench.archs, bench.truth
     space = bench_space(args.bench)
@@ -58,11 +60,6 @@ def _fit_bench(args: argparse.Namespace) -> int:
 
 
 def _fit_supernet(args: argparse.Namespace) -> int:
-    from nas.data import default_data_root, load_dataset
-    from nas.supernet.evaluate import SubnetEvaluator, load_supernet, supernet_path
-    from predictors.accuracy.collect import collect_samples
-    from predictors.accuracy.model import file_sha256, fit_predictor
-
     if args.samples < 20:
         raise UserError(f"--samples: {args.samples}, expected at least 20 evaluations to fit and hold out")
     supernet = load_supernet(args.supernet)
@@ -94,8 +91,6 @@ def _save(predictor, out: Path, fitted_on: str) -> int:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    from predictors.accuracy.model import DEFAULT_PREDICTOR, load_predictor
-
     path = Path(args.file) if args.file else DEFAULT_PREDICTOR
     predictor = load_predictor(path)
     info, h = predictor.info, predictor.info.get("holdout", {})

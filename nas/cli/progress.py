@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
 Report = Callable[..., None]  # report(done, total=None, status=None)
 
 
@@ -12,15 +14,6 @@ Report = Callable[..., None]  # report(done, total=None, status=None)
 def counting_bar(description: str, quiet: bool, total: int | None = None) -> Iterator[Report]:
     """Yields `report(done, total=None, status=None)`: jobs that learn their total as they go pass
     it each time, and a status (e.g. the best so far) replaces the last one."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
     with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), "eta", TimeRemainingColumn(), TextColumn("{task.fields[status]}"),
                   disable=quiet) as bar:

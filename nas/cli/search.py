@@ -13,12 +13,25 @@ may share one `--storage`.
 from __future__ import annotations
 
 import argparse
+import warnings
 from pathlib import Path
 
+import optuna
+from rich.console import Console
+from rich.table import Table
+
+from nas.budget import parse_budget
 from nas.cli import search_finalists
 from nas.cli.args import add_data_option, output_dir, path_name, seed
 from nas.cli.progress import counting_bar
 from nas.errors import UserError
+from nas.search.problem import OBJECTIVES, SearchProblem, fastest_member
+from nas.search.results import SearchContext, write_results
+from nas.search.run import SAMPLERS, open_study, run_trials, study_identity
+from nas.search.sources import PredictorSource, SupernetSource
+from nas.search.storage import default_url, display_url, open_storage
+from predictors.accuracy.model import DEFAULT_PREDICTOR, file_sha256
+from predictors.latency.devices import open_device_table
 
 DEFAULT_TRIALS = 500
 
@@ -33,16 +46,8 @@ def _describe(arch) -> str:
 
 
 def run_search(args: argparse.Namespace) -> int:
-    import warnings
-
-    import optuna
-
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    from nas.budget import parse_budget
-    from nas.search.problem import OBJECTIVES, SearchProblem, fastest_member
-    from nas.search.run import SAMPLERS
-
     budget = parse_budget(args.budget)
     if args.sampler not in SAMPLERS:
         raise UserError(f"--sampler: unknown sampler {args.sampler!r} (expected one of {', '.join(SAMPLERS)})")
@@ -53,10 +58,6 @@ def run_search(args: argparse.Namespace) -> int:
     if args.supernet and args.predictor:
         raise UserError("--supernet and --predictor: give one accuracy source, not both")
     output_dir("--out", args.out, create=False)  # a file or /proc/x there fails now, not after the setup
-
-    from predictors.accuracy.model import DEFAULT_PREDICTOR, file_sha256
-    from predictors.latency.devices import open_device_table
-
     table, table_path = open_device_table(args.device)
     search_finalists.check(args, table)
     source = _source(args, DEFAULT_PREDICTOR)
@@ -72,10 +73,6 @@ def run_search(args: argparse.Namespace) -> int:
         if fastest > budget:
             raise UserError(f"--budget {args.budget}: nothing in the {source.space.name} space fits {budget:g} ms on "
                             f"{label}; the fastest member found takes {fastest:.3f} ms ({_describe(arch)})")
-
-    from nas.search.results import SearchContext, write_results
-    from nas.search.run import open_study, run_trials, study_identity
-    from nas.search.storage import default_url, display_url, open_storage
 
     study_name = args.study or _study_name(args.device, budget, args.objective)
     run_dir = Path(args.out) / study_name
@@ -113,17 +110,12 @@ def run_search(args: argparse.Namespace) -> int:
 
 
 def _source(args: argparse.Namespace, default_predictor: Path):
-    from nas.search.sources import PredictorSource, SupernetSource
-
     if args.supernet:
         return SupernetSource(args.supernet, args.data)
     return PredictorSource(args.predictor or default_predictor)
 
 
 def _print_top(summary: dict, problem) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
     if not summary["top"]:
         print(f"no trial within {problem.budget_ms:g} ms yet: more --trials, or a larger --budget")
         return

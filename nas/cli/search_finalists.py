@@ -17,8 +17,16 @@ import json
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+from rich.table import Table
+
+from nas.arch import save_arch
 from nas.atomic import atomic_write_text
+from nas.data import load_dataset
 from nas.errors import UserError
+from nas.search.finalists import Plan, choose
+from nas.search.results import complete_rows, pareto_front, result_arch
+from predictors.latency.validate import measure_arch
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -49,12 +57,6 @@ def finish(args: argparse.Namespace, study: Any, ctx: Any, run_dir: Path) -> dic
     """Run the finalists stage if asked; rewrite best.json to the winner. Returns the record."""
     if not (args.verify or args.refine):
         return None
-    from nas.arch import save_arch
-    from nas.data import load_dataset
-    from nas.search.finalists import Plan, choose
-    from nas.search.results import complete_rows, pareto_front, result_arch
-    from predictors.latency.validate import measure_arch
-
     problem = ctx.problem
     rows = complete_rows(study, problem.space, problem.budget_ms)
     front = pareto_front(rows)
@@ -75,9 +77,6 @@ def finish(args: argparse.Namespace, study: Any, ctx: Any, run_dir: Path) -> dic
 
 
 def _print(record: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
     table = Table(title=f"finalists (winner chosen on {record['chosen_on']})")
     for col in ("trial", "predicted %", "table ms", "measured ms", "fits", "val top-1 by epoch"):
         table.add_column(col, justify="right")

@@ -4,6 +4,9 @@ from __future__ import annotations
 import argparse
 import json
 
+from rich.console import Console
+from rich.table import Table
+
 from nas.cli.args import seed
 from search_spaces.hybrid import HybridSpace
 
@@ -17,9 +20,6 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"size": space.size(), "dimensions": dims}, indent=2))
         return 0
-    from rich.console import Console
-    from rich.table import Table
-
     table = Table(title=f"hybrid space: {space.size():.2e} architectures")
     table.add_column("parameter")
     table.add_column("choices")

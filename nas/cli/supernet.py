@@ -20,6 +20,9 @@ from nas.atomic import atomic_write, atomic_write_text
 from nas.cli.args import add_data_option, output_dir, output_file, seed
 from nas.cli.train import add_recipe_arguments
 from nas.data import default_data_root, load_dataset
+from nas.supernet import Supernet, resolve_space
+from nas.supernet.evaluate import SubnetEvaluator, load_supernet, supernet_file, supernet_path, warm_start
+from nas.supernet.trainer import Sandwich, SupernetTrainer
 from nas.train import DistEnv, make_recipe
 from search_spaces.reference import resolve_arch
 
@@ -33,10 +36,6 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace, env: DistEnv) -> int:
-    from nas.supernet import Supernet, resolve_space
-    from nas.supernet.evaluate import supernet_file
-    from nas.supernet.trainer import Sandwich, SupernetTrainer
-
     started = time.perf_counter()
     out = output_dir("--out", args.out, create=False)  # a file there fails now, not after the data is read
     data = load_dataset(args.data or default_data_root())
@@ -50,8 +49,6 @@ def _train(args: argparse.Namespace, env: DistEnv) -> int:
     supernet = Supernet(space, seed=args.seed, stem_sharing=args.stem_weights)
     identity = {}
     if args.init_from:  # a resumed run's checkpoint overrides these weights
-        from nas.supernet.evaluate import load_supernet, supernet_path, warm_start
-
         fresh = warm_start(supernet, load_supernet(args.init_from))
         identity["init_from"] = str(supernet_path(args.init_from).resolve())
         if fresh and not args.quiet:
@@ -78,8 +75,6 @@ def _train(args: argparse.Namespace, env: DistEnv) -> int:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from nas.supernet.evaluate import SubnetEvaluator, load_supernet
-
     archs = [resolve_arch(a) for a in args.archs]  # bad files fail before the slow loads
     if args.out:
         output_file("--out", args.out)

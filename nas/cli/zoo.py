@@ -4,6 +4,9 @@ from __future__ import annotations
 import argparse
 import json
 
+from rich.console import Console
+from rich.table import Table
+
 from search_spaces.reference import fidelity, zoo_names
 
 PARAMS_TOL, FLOPS_TOL = 0.05, 0.15  # what tests/test_zoo.py holds every entry to
@@ -14,9 +17,9 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    from rich.console import Console
-    from rich.table import Table
-
+    if args.markdown:
+        print(markdown(rows))
+        return 0
     table = Table(title="reference zoo (ours vs published; FLOPs = multiply-accumulates, fvcore)",
                   caption="deploy: every BN folded, the RepViT convention")
     for col in ("name", "family", "px", "params M", "pub", "err", "params M (deploy)", "err",
@@ -40,10 +43,23 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def markdown(rows: list[dict], per_line: int = 2) -> str:
+    """The README's zoo table: params and MACs in the RepViT deploy convention (every BN folded)
+    beside the papers', `per_line` models to a table row."""
+    cells = [f"{r['name']} | {r['params_deploy'] / 1e6:.2f} | {r.get('params_published', 0) / 1e6:.1f} | "
+             f"{r['flops_deploy'] / 1e6:.0f} | {r.get('flops_published', 0) / 1e6:.0f}" for r in rows]
+    cells += [" | | | | "] * (-len(cells) % per_line)
+    head = ["| " + " | ".join(["model | params M | paper | MACs M | paper"] * per_line) + " |",
+            "|" + "---|---:|---:|---:|---:|" * per_line]
+    return "\n".join(head + ["| " + " | ".join(cells[i:i + per_line]) + " |" for i in range(0, len(cells), per_line)])
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("zoo", help="list the reference models and their published figures",
                        description="List the reference zoo (published models as ArchConfigs) with our "
                                    f"params/FLOPs against the papers' (tolerance {PARAMS_TOL:.0%} params, "
                                    f"{FLOPS_TOL:.0%} FLOPs). Zoo names work wherever an ARCH path does.")
     p.add_argument("--json", action="store_true", help="print as JSON")
+    p.add_argument("--markdown", action="store_true",
+                   help="print the README's table: deploy-convention params/MACs (every BN folded) and the papers'")
     p.set_defaults(func=run)

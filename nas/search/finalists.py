@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from nas.arch.schema import ArchConfig
+from nas.builder import build_model
+from nas.train import Trainer, make_recipe
 
 FINALISTS_ATTR = "finalists"
 
@@ -128,9 +130,6 @@ def train_until(arch: ArchConfig, data: Any, out_dir: Path, epochs: int, until: 
     """Continue (or start) `arch`'s standalone run of the `epochs`-epoch recipe in `out_dir` up to
     epoch `until`; its val top-1 after that epoch (read back from the run's metrics log, so a run
     that already went further answers too)."""
-    from nas.builder import build_model
-    from nas.train import Trainer, make_recipe
-
     recipe = make_recipe(epochs=epochs, resolution=arch.resolution, batch_size=batch_size, seed=seed)
     trainer = Trainer(build_model(arch, seed=seed), data, recipe, out_dir, identity={"arch_hash": arch.arch_hash()},
                       verbose=False)

@@ -18,13 +18,16 @@ import optuna
 from optuna.trial import TrialState
 
 from nas import __version__
+from nas.arch import save_arch
 from nas.arch.schema import ArchConfig
 from nas.atomic import atomic_write, atomic_write_text
 from nas.errors import UserError
+from nas.profile import profile_arch
 from nas.search.problem import SearchProblem
 from nas.search.run import SURPLUS_ATTR
 from predictors.latency.table import runtime_note
 from search_spaces.hybrid import HybridSpace
+from search_spaces.reference import load_zoo_scaled, zoo_names
 
 
 @dataclass(frozen=True)
@@ -65,8 +68,6 @@ def zoo_points(problem: SearchProblem) -> list[dict[str, Any]]:
     """Reference-zoo models at the space's largest resolution and class count: latency on the same
     table, and accuracy where the source can rate them (members of the space; otherwise None).
     Models whose units the table lacks at that resolution are left out."""
-    from search_spaces.reference import load_zoo_scaled, zoo_names
-
     space = problem.space
     points = []
     for name in zoo_names():
@@ -110,9 +111,6 @@ def result_arch(ctx: SearchContext, row: Row, name: str) -> ArchConfig:
 
 def write_results(study: optuna.Study, ctx: SearchContext, run_dir: Path, top: int = 5) -> dict[str, Any]:
     """Write every result file; returns a summary (best row, top rows with params/FLOPs, counts)."""
-    from nas.arch import save_arch
-    from nas.profile import profile_arch
-
     problem = ctx.problem
     rows = complete_rows(study, problem.space, problem.budget_ms)
     feasible = sorted((r for r in rows if r.feasible), key=lambda r: (-r.accuracy, r.latency_ms))
@@ -161,7 +159,7 @@ def _write_trials_csv(study: optuna.Study, problem: SearchProblem, path: Path) -
 
 
 def _plot(rows: list[Row], front: list[Row], zoo: list[dict[str, Any]], ctx: SearchContext, path: Path) -> None:
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # matplotlib: ~0.5 s, only when pareto.png is drawn
 
     problem, table = ctx.problem, ctx.problem.table
     fig = Figure(figsize=(7, 5))

@@ -17,6 +17,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from nas.arch.schema import ArchConfig
+from nas.data import default_data_root, load_dataset
+from nas.supernet.evaluate import SubnetEvaluator, load_supernet, supernet_path
+from predictors.accuracy.model import file_sha256, load_predictor
 from search_spaces.hybrid import HybridSpace
 
 
@@ -31,8 +34,6 @@ class AccuracySource(Protocol):
 
 class PredictorSource:
     def __init__(self, path: str | Path) -> None:
-        from predictors.accuracy.model import file_sha256, load_predictor
-
         self.path = Path(path)
         self.predictor = load_predictor(self.path)
         self.space = self.predictor.space
@@ -58,10 +59,6 @@ class PredictorSource:
 
 class SupernetSource:
     def __init__(self, checkpoint: str | Path, data_root: str | Path | None, calib_batches: int = 4) -> None:
-        from nas.data import default_data_root, load_dataset
-        from nas.supernet.evaluate import SubnetEvaluator, load_supernet, supernet_path
-        from predictors.accuracy.model import file_sha256
-
         self.path = supernet_path(checkpoint)
         supernet = load_supernet(self.path)
         data = load_dataset(data_root or default_data_root())

@@ -39,6 +39,8 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 from optuna.trial import TrialState
 
 from nas.errors import ParameterError, UserError
@@ -59,7 +61,7 @@ def display_url(url: str) -> str:
     if "://" not in url:
         return url
     try:
-        from sqlalchemy.engine import make_url
+        from sqlalchemy.engine import make_url  # sqlalchemy: ~0.3 s, only for a database URL
 
         shown = make_url(url).render_as_string(hide_password=True)
     except Exception:  # not a URL SQLAlchemy can parse: mask what looks like user:password@
@@ -132,7 +134,7 @@ def _first_line(exc: BaseException, url: str) -> str:
 
 def _password(url: str) -> str | None:
     try:
-        from sqlalchemy.engine import make_url
+        from sqlalchemy.engine import make_url  # sqlalchemy: ~0.3 s, only for a database URL
 
         return make_url(url).password or None
     except Exception:
@@ -187,9 +189,6 @@ def _intact(data: bytes) -> bool:
 
 
 def _open_journal(url: str) -> Any:
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
-
     path = Path(url[len("journal:"):])
     if not path.parent.is_dir():
         raise ParameterError("storage", f" {url}: folder {path.parent} does not exist")
@@ -216,8 +215,6 @@ def check_journal(path: Path, url: str) -> None:
     Every repair first copies the file to FILE.torn-<time> and prints one warning line."""
     if not path.exists() or path.stat().st_size == 0 or _intact(path.read_bytes()):
         return
-    from optuna.storages.journal import JournalFileSymlinkLock
-
     lock = JournalFileSymlinkLock(str(path))  # the lock Optuna's writers take: none is appending now
     lock.acquire()
     try:

@@ -45,6 +45,7 @@ import torch
 from torch import nn
 
 from nas.arch.schema import ArchConfig
+from nas.blocks.lgl import LGLBlock
 from nas.blocks.sharing import Chunks, GridOffsets, HeadFeatures, SharingRule
 
 Slicer = Callable[[torch.Tensor], torch.Tensor]
@@ -194,8 +195,6 @@ def rename_in_stage(rest: str, sub_stage: nn.Module, big_stage: nn.Module, shift
 def _rename_lgl_block(tail: str, sub_layer: nn.Module, big_layer: nn.Module) -> str:
     """EdgeViT with sample rate 1 has no LocalAgg: its GlobalBlock (index 0) is index 1 in the
     largest (LocalAgg, GlobalBlock) block."""
-    from nas.blocks.lgl import LGLBlock
-
     if isinstance(sub_layer, LGLBlock) and isinstance(big_layer, LGLBlock) and len(sub_layer) < len(big_layer):
         head, _, rest = tail.partition(".")
         return f"{int(head) + len(big_layer) - len(sub_layer)}.{rest}"

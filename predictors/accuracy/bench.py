@@ -28,6 +28,7 @@ from nas.arch.schema import ArchConfig, parse_arch
 from nas.atomic import append_json_line, atomic_write_text
 from nas.errors import ParameterError, UserError, read_json
 from search_spaces.hybrid import HybridSpace
+from search_spaces.presets import space_from_dict
 
 ROW_FORMAT = "hybrid-nas/bench-row/v1"
 PLAN_FORMAT = "hybrid-nas/bench-plan/v1"
@@ -148,8 +149,6 @@ def write_plan(folder: Path, members: Sequence[ArchConfig], jobs: Sequence[Job],
 
 def bench_space(folder: str | os.PathLike[str]) -> HybridSpace:
     """The space a bench's members were drawn from, as its plan records it."""
-    from search_spaces.presets import space_from_dict
-
     _, _, info = read_plan(Path(folder))
     if "space_description" not in info:
         raise UserError(f"{Path(folder) / PLAN_FILE}: no space_description (expected the space the plan drew from)")

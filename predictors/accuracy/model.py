@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -161,7 +162,7 @@ MODELS = ("mlp", "ridge")
 def ridge_layer(x: np.ndarray, y: np.ndarray) -> Layer:
     """A ridge regression on standardised columns, its penalty chosen by leave-one-out (RidgeCV),
     folded back into one linear layer on the raw columns (so the file needs no scaler)."""
-    from sklearn.linear_model import RidgeCV
+    from sklearn.linear_model import RidgeCV  # scikit-learn: ~1 s, only when fitting (a search only predicts)
 
     mean, std = x.mean(axis=0), x.std(axis=0)
     std[std == 0] = 1.0
@@ -174,8 +175,7 @@ def _fit_members(x: np.ndarray, y: np.ndarray, seeds: Sequence[int], hidden: tup
                  ) -> list[list[Layer]]:
     """`kind` "mlp": one L-BFGS MLP per seed (weight decay 3: a few hundred noisy points);
     "ridge": one linear model (`ridge_layer`)."""
-    import warnings
-
+    # scikit-learn (threadpoolctl comes with it): ~1 s, only when fitting (a search only predicts)
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPRegressor
     from threadpoolctl import threadpool_limits
@@ -200,9 +200,9 @@ def fit_predictor(space: HybridSpace, archs: Sequence[ArchConfig], accuracy: Seq
     """Fit on (member, measured accuracy) pairs, on the encoding plus the size features `extra`;
     `info['holdout']` gets the k-fold out-of-fold Kendall tau, Spearman rho and mean absolute
     error of the same recipe (each member predicted by a model fitted without it)."""
-    from scipy.stats import kendalltau, spearmanr
+    from scipy.stats import kendalltau, spearmanr  # scipy: ~1 s, only when fitting (a search only predicts)
 
-    from predictors.accuracy.scoring import out_of_fold
+    from predictors.accuracy.scoring import out_of_fold  # scipy at its top: as above
 
     if kind not in MODELS:
         raise UserError(f"model: {kind!r} is not one of {', '.join(MODELS)}")

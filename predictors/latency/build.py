@@ -12,14 +12,19 @@ single-threaded by default (`--threads 1`), like the end-to-end runs it must pre
 from __future__ import annotations
 
 import multiprocessing as mp
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from nas.blocks.units import Unit, arch_units
 from nas.errors import ParameterError, UserError
+from predictors.latency.machine import here, static_fingerprint
 from predictors.latency.measure import RunPolicy, call_overhead_us, make_session, random_feeds, time_session
+from predictors.latency.pixel6 import ANCHORS
 from predictors.latency.table import (
     Entry,
     LatencyTable,
@@ -29,7 +34,10 @@ from predictors.latency.table import (
     new_table,
     save_table,
 )
-from predictors.latency.unit_export import SPATIALLY_GENERIC_OPS, export_key, with_shapes
+from predictors.latency.unit_export import SPATIALLY_GENERIC_OPS, export_group, export_key, with_shapes
+from search_spaces.hybrid import HybridSpace, default_space
+from search_spaces.presets import PRESETS, PROXY_NUM_CLASSES
+from search_spaces.reference import load_zoo, load_zoo_scaled, zoo_names
 
 NOISY_SPREAD = 1.3  # p90/p10 above this: something else ran during the timing; time it again
 FOLD_EVERY = 500  # journal entries between atomic rewrites of the table file
@@ -38,15 +46,11 @@ DEFAULT_POLICY = RunPolicy()  # build_table's default timing policy
 
 
 def space_resolutions() -> list[int]:
-    from search_spaces.hybrid import default_space
-
     return list(default_space().resolutions)
 
 
 def default_resolutions() -> list[int]:
     """Every resolution the hybrid space and the reference zoo use."""
-    from search_spaces.reference import load_zoo, zoo_names
-
     return sorted(set(space_resolutions()) | {load_zoo(n).resolution for n in zoo_names()})
 
 
@@ -55,10 +59,6 @@ def needed_units(resolutions: Iterable[int], num_classes: int = 1000) -> dict[st
     their own resolution if it is one of them, and - when the proxy resolution is - what searches
     on the proxy dataset need: the proxy subspace (the default accuracy predictor's) and the zoo
     scaled to that dataset (their reference points). Sorted by key."""
-    from search_spaces.hybrid import HybridSpace
-    from search_spaces.presets import PRESETS, PROXY_NUM_CLASSES
-    from search_spaces.reference import load_zoo, load_zoo_scaled, zoo_names
-
     resolutions = set(resolutions)
     units: dict[str, Unit] = {}
     proxy = PRESETS["proxy"](PROXY_NUM_CLASSES)
@@ -71,9 +71,7 @@ def needed_units(resolutions: Iterable[int], num_classes: int = 1000) -> dict[st
             units.update((u.key, u) for u in arch_units(arch))
         for r in sorted(resolutions & set(proxy.resolutions)):
             units.update((u.key, u) for u in arch_units(load_zoo_scaled(name, r, PROXY_NUM_CLASSES)))
-    from predictors.latency.pixel6 import ANCHORS  # device calibration models at their published size
-
-    for anchor in ANCHORS:
+    for anchor in ANCHORS:  # device calibration models at their published size
         if anchor.resolution in resolutions:
             arch = load_zoo(anchor.zoo).model_copy(update={"resolution": anchor.resolution})
             units.update((u.key, u) for u in arch_units(arch))
@@ -81,14 +79,10 @@ def needed_units(resolutions: Iterable[int], num_classes: int = 1000) -> dict[st
 
 
 def _export_init() -> None:
-    import torch
-
     torch.set_num_threads(1)
 
 
 def _export(unit: Unit) -> bytes:
-    from predictors.latency.unit_export import export_group
-
     return export_group(unit)
 
 
@@ -142,8 +136,6 @@ def open_or_create(path: Path, device: str, threads: int, resolutions: list[int]
     One table holds one machine's timings: a table of another machine is not continued here; one
     from before fingerprints, whose CPU string and ORT version are this machine's, is taken as the
     user's own interrupted build and given this machine's fingerprint."""
-    from predictors.latency.machine import here, static_fingerprint
-
     if path.exists() or journal_path(path).exists():
         if not path.exists():  # killed before the first fold: the journal alone holds the work
             raise UserError(f"{path}: missing, but {journal_path(path).name} exists; delete the journal to start over")
@@ -175,8 +167,6 @@ def build_table(path: Path, device: str = "host", threads: int = 1, resolutions:
                 units: dict[str, Unit] | None = None) -> BuildReport:
     """Measure the missing units into `path`; `limit` stops after that many; `units` replaces
     the default set (the space and zoo at `resolutions`), e.g. one model's units."""
-    import time
-
     if device != "host":
         raise ParameterError("device", f": only 'host' can be measured on this machine, not {device!r} "
                         "(a phone's table is measured with `nas latency pack` / `nas latency import`)")
@@ -184,7 +174,8 @@ def build_table(path: Path, device: str = "host", threads: int = 1, resolutions:
     table = open_or_create(path, device, threads, resolutions)
     save_table(table, path)  # the header (and any journal) is on disk before the long part
     units = units if units is not None else needed_units(resolutions)
-    missing = [u for k, u in units.items() if k not in table.entries]
+    # a derived entry (predictors/latency/derive.py) stands in until the table's own machine times it
+    missing = [u for k, u in units.items() if k not in table.entries or table.entries[k].derived is not None]
     todo = missing if limit is None else missing[:limit]
     start, done = time.perf_counter(), 0
     journal = journal_path(path)

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 from nas.errors import ParameterError
+from predictors.latency.table import load_table
 
 SHIPPED = Path(__file__).parent / "tables"
 
@@ -44,8 +45,6 @@ def default_build_path(device: str) -> Path:
 def open_device_table(device: str | None, table: str | None = None):
     """(table, path) from a table file or a device name. Its provenance is decided now, before
     any long work (`machine.verdict`; the CLI prints its warning when the command ends)."""
-    from predictors.latency.table import load_table
-
     path = Path(table) if table else table_path(device or "host")
     loaded = load_table(path)
     loaded.provenance  # noqa: B018 - decides the label and prints its one warning line, if any

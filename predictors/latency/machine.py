@@ -55,10 +55,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from nas.arch.schema import ArchConfig, parse_arch
+from nas.atomic import atomic_write_text
 from nas.errors import UserError
 
 if TYPE_CHECKING:
-    from nas.arch.schema import ArchConfig
     from predictors.latency.table import LatencyTable
 
 PROBE_PROTOCOL = "probe/v1"  # bump when PROBES or the way they are timed change: old probes then compare as absent
@@ -157,7 +158,7 @@ def _caches() -> dict[str, str]:
 
 def static_fingerprint(threads: int) -> Fingerprint:
     """This machine's identity, without a probe."""
-    import onnxruntime as ort
+    import onnxruntime as ort  # onnxruntime: ~0.1 s; every command loads this module (main), few fingerprint
 
     info = _cpuinfo()
     flags = info.get("flags", info.get("Features", ""))
@@ -182,7 +183,7 @@ class ProbeSpec:
     quick: bool  # timed by every identity check (small: seconds); the others only by build and calibrate
 
     def arch(self) -> ArchConfig:
-        from nas.arch.schema import parse_arch
+        # torch: ~1.5 s, only to time the probes (`nas devices` reads tables without it)
         from search_spaces.hybrid import HybridSpace
 
         arch = HybridSpace(num_classes=1000).sample(random.Random(self.seed), families=self.families)
@@ -202,6 +203,7 @@ QUICK_NAMES = frozenset(p.name for p in PROBES if p.quick)
 
 def take_probe(threads: int, quick: bool = True, passes: int = 3) -> Probe:
     """Time the probe networks here (the quick ones, or all), `passes` interleaved fresh-session passes."""
+    # torch and onnxruntime: ~1.5 s, only to time the probes (`nas devices` reads tables without them)
     from nas.builder import build_model
     from predictors.latency.measure import DISTURBED_BELOW, RunPolicy, network_onnx, time_passes
 
@@ -262,8 +264,6 @@ def _read_cache(key: str) -> Fingerprint | None:
 
 def remember(fingerprint: Fingerprint) -> None:
     """Make `fingerprint` (with its probe) this machine's, for this process and the disk cache."""
-    from nas.atomic import atomic_write_text
-
     key = fingerprint.digest()
     _MEMO[key] = fingerprint
     record = {"boot_id": _boot_id(), "written": time.time(), "fingerprint": fingerprint.model_dump()}

@@ -19,13 +19,12 @@ import os
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import onnxruntime as ort
+import torch
 
-if TYPE_CHECKING:
-    import torch
+from nas.export import onnx_bytes
 
 
 @dataclass(frozen=True)
@@ -97,7 +96,7 @@ def time_model(model: bytes, threads: int, policy: RunPolicy = RunPolicy()) -> T
 
 def overhead_model() -> bytes:
     """A single Add on one float: what one ONNX Runtime call costs with (almost) nothing to compute."""
-    from onnx import TensorProto, helper
+    from onnx import TensorProto, helper  # onnx: ~1 s (protobuf), only to time the per-call overhead
 
     graph = helper.make_graph(
         [helper.make_node("Add", ["input", "input"], ["output"])], "overhead",
@@ -158,8 +157,4 @@ def pinned(cpu: int | None = None) -> Iterator[int | None]:
 
 def network_onnx(model: torch.nn.Module, resolution: int) -> bytes:
     """A built network as `nas export` exports it (inference form, dynamic batch), for timing at batch 1."""
-    import torch
-
-    from nas.export import onnx_bytes
-
     return onnx_bytes(model, torch.zeros(1, 3, resolution, resolution), check=False)

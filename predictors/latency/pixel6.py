@@ -31,8 +31,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from nas.blocks.units import arch_units
 from nas.errors import UserError
+from predictors.latency.predict import predict
 from predictors.latency.table import Correction, Entry, LatencyTable
+from search_spaces.reference import load_zoo
 
 PUBLISHED = Path(__file__).parent / "data" / "pixel6_published.csv"
 DEVICE = "pixel6"
@@ -112,9 +115,6 @@ def published_figures(path: Path = PUBLISHED) -> dict[str, tuple[float, str]]:
 def calibration_points(host: LatencyTable, anchors: Sequence[Anchor] = ANCHORS,
                        published: Path = PUBLISHED) -> list[Point]:
     """Host prediction and published Pixel 6 figure of each anchor model."""
-    from predictors.latency.predict import predict
-    from search_spaces.reference import load_zoo
-
     figures = published_figures(published)
     points = []
     for anchor in anchors:
@@ -164,10 +164,14 @@ def calibrate(points: Sequence[Point], method: str = METHOD) -> dict[str, Any]:
 
 def covered_ops(anchors: Sequence[Anchor] = ANCHORS) -> set[str]:
     """Unit ops that occur in some calibration model: the ones the fit has seen."""
-    from nas.blocks.units import arch_units
-    from search_spaces.reference import load_zoo
-
     return {u.op for a in anchors for u in arch_units(load_zoo(a.zoo).model_copy(update={"resolution": a.resolution}))}
+
+
+def scaled_entry(e: Entry, a: float, ops: set[str]) -> Entry:
+    """A host entry on the estimated device: its timings times `a`, flagged `extrapolated` when no
+    calibration model has its op; a derived host entry stays marked derived."""
+    return Entry(us=e.us * a, p10=e.p10 * a, p90=e.p90 * a, n=e.n, op=e.op, args=e.args, inputs=e.inputs,
+                 extrapolated=e.op not in ops, derived=e.derived)
 
 
 def estimate_table(host: LatencyTable, host_source: str, anchors: Sequence[Anchor] = ANCHORS,
@@ -178,8 +182,7 @@ def estimate_table(host: LatencyTable, host_source: str, anchors: Sequence[Ancho
     estimate = calibrate(calibration_points(host, anchors, published), method)
     a = estimate["a"]
     ops = covered_ops(anchors)
-    entries = {key: Entry(us=e.us * a, p10=e.p10 * a, p90=e.p90 * a, n=e.n, op=e.op, args=e.args, inputs=e.inputs,
-                          extrapolated=e.op not in ops) for key, e in host.entries.items()}
+    entries = {key: scaled_entry(e, a, ops) for key, e in host.entries.items()}
     outside = sorted({e.op for e in entries.values() if e.extrapolated})
     estimate.update({
         "pipeline_ms": estimate["b_ms"],

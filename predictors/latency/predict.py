@@ -26,6 +26,7 @@ class Prediction:
     error_pct: float | None = None  # estimated tables: their stated typical error
     pipeline_ms: float | None = None  # estimated from whole-pipeline figures: their fixed cost, not in `ms`
     table: LatencyTable | None = field(default=None, repr=False, compare=False)
+    derived: int = 0  # units whose entry was derived, not timed on the table's machine (Entry.derived)
 
     @property
     def label(self) -> str:
@@ -35,6 +36,8 @@ class Prediction:
         if self.pipeline_ms:
             note += f"; model only, a full app pipeline adds ~{self.pipeline_ms:.2f} ms"
         kind = self.table.provenance.label if self.table is not None else self.kind
+        if self.derived:
+            note += f"; {self.derived} unit(s) DERIVED from timed ones by a ratio measured elsewhere"
         return f"{self.ms:.3f} ms on {self.device} ({kind}{note})"
 
 
@@ -42,7 +45,7 @@ def predict(arch: ArchConfig, table: LatencyTable, breakdown: bool = False) -> P
     """Predicted latency of `arch`; a unit missing from the table is a UserError naming it."""
     overhead = table.overhead_us
     entries = table.entries
-    total_us, sections, count = 0.0, [], 0
+    total_us, sections, count, derived = 0.0, [], 0, 0
     for name, units in arch_sections(arch):
         count += len(units)
         us = 0.0
@@ -53,6 +56,7 @@ def predict(arch: ArchConfig, table: LatencyTable, breakdown: bool = False) -> P
                     f"{table.label} table has no entry for unit {unit.key} (at {arch.resolution} px); add it with "
                     f"`nas latency build --device host --resolutions {arch.resolution}`")
             us += entry.us - overhead
+            derived += entry.derived is not None
         total_us += us
         if breakdown:
             sections.append((name, us / 1000, len(units)))
@@ -61,4 +65,4 @@ def predict(arch: ArchConfig, table: LatencyTable, breakdown: bool = False) -> P
     corrected = c.scale * plain + c.per_unit_us * count + c.offset_us
     estimate = table.estimate or {}
     return Prediction(corrected / 1000, plain / 1000, table.device, table.kind, sections,
-                      estimate.get("error_pct"), estimate.get("pipeline_ms"), table)
+                      estimate.get("error_pct"), estimate.get("pipeline_ms"), table, derived)

@@ -22,8 +22,11 @@ from typing import Any
 from nas.atomic import atomic_write
 from nas.blocks.units import Unit
 from nas.errors import UserError
+from nas.safezip import safe_extract
+from predictors.latency.build import needed_units
 from predictors.latency.measure import overhead_model
 from predictors.latency.table import Entry, LatencyTable
+from predictors.latency.unit_export import unit_onnx
 
 PACK_SCHEMA = "hybrid-nas/probe-pack/v1"
 OVERHEAD_KEY = "__overhead__"
@@ -45,8 +48,6 @@ def select_keys(table: LatencyTable, resolutions: Iterable[int] | None = None, l
     """Table keys to pack: all, or those the space and zoo need at `resolutions`; at most `limit`."""
     keys = sorted(table.entries)
     if resolutions:
-        from predictors.latency.build import needed_units
-
         wanted = needed_units(resolutions)
         keys = [k for k in keys if k in wanted]
     return keys[:limit] if limit is not None else keys
@@ -62,8 +63,6 @@ class PackReport:
 def write_pack(table: LatencyTable, out: str | Path, keys: list[str],
                progress: Callable[[int, int], None] | None = None) -> PackReport:
     """Write the probe zip for `keys` of `table` atomically."""
-    from predictors.latency.unit_export import unit_onnx
-
     if not keys:
         raise UserError(f"{table.label} table: no entries to pack at the resolutions asked for")
     models = []
@@ -164,8 +163,6 @@ def _records(reader: Any, path: Path) -> Iterator[tuple[int, list[str]]]:
 
 def load_results(source: str | Path) -> tuple[dict[str, Row], dict[str, Any], Path]:
     """(rows, run_info, path) from results.csv or a zip holding results.csv (and run_info.json)."""
-    from nas.safezip import safe_extract
-
     source = Path(source)
     if not source.is_file():
         raise UserError(f"{source}: file not found")

@@ -19,12 +19,13 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+import onnxruntime as ort
+
 COLUMNS = ("key", "median_us", "p10_us", "p90_us", "runs")
 
 
 def make_session(path: Path, threads: int):
-    import onnxruntime as ort
-
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
@@ -36,8 +37,6 @@ def make_session(path: Path, threads: int):
 
 def time_model(path: Path, threads: int, warmup: int, runs: int, min_seconds: float) -> tuple[float, float, float, int]:
     """(median, p10, p90 in microseconds, runs) of session.run on random inputs."""
-    import numpy as np
-
     session = make_session(path, threads)
     rng = np.random.default_rng(0)
     feeds = {i.name: rng.standard_normal([d if isinstance(d, int) else 1 for d in i.shape], dtype=np.float32)
@@ -55,8 +54,6 @@ def time_model(path: Path, threads: int, warmup: int, runs: int, min_seconds: fl
 
 
 def run_info(threads: int) -> dict:
-    import onnxruntime as ort
-
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

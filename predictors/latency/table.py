@@ -19,7 +19,8 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+import onnxruntime as ort
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_serializer
 
 from nas.atomic import append_json_line, atomic_write_text, read_json_lines
 from nas.errors import UserError
@@ -42,6 +43,16 @@ class Entry(BaseModel):
     inputs: list[list[int] | None]
     extrapolated: bool = Field(False, description="estimated tables: no calibration model has this kind of unit")
     retimed: bool = Field(False, description="timed twice (the first timing was noisy); the lower median kept")
+    derived: dict[str, Any] | None = Field(
+        None, description="not timed on the table's machine: derived from the timed entry `from` by a ratio "
+                          "measured elsewhere (predictors/latency/derive.py says how); predictions using it say so")
+
+    @model_serializer(mode="wrap")
+    def _omit_unset_derived(self, handler: Any) -> dict[str, Any]:
+        data = handler(self)  # a timed entry is written as before the field existed
+        if data.get("derived") is None:
+            data.pop("derived", None)
+        return data
 
 
 class Correction(BaseModel):
@@ -122,7 +133,6 @@ def runtime_note(table: LatencyTable) -> str:
 
 
 def runtime_info(threads: int) -> dict[str, Any]:
-    import onnxruntime as ort
 
     return {"cpu": cpu_model(), "ort_version": ort.__version__, "threads": threads}
 

@@ -71,7 +71,7 @@ def export_key(unit: Unit) -> str:
 def with_shapes(model: bytes, unit: Unit) -> bytes:
     """`model` (from `export_group` of a unit with the same export key) with `unit`'s static input
     sizes filled in; outputs are left for ONNX Runtime's shape inference."""
-    import onnx
+    import onnx  # onnx: ~1 s (protobuf), only while a table is built (`nas latency` loads this module)
 
     proto = onnx.load_from_string(model)
     shapes = [s for s in unit.inputs if s is not None]

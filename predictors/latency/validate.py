@@ -28,20 +28,24 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
+import onnxruntime
+import torch
 
 from nas.arch.schema import ArchConfig, parse_arch
 from nas.atomic import append_json_line, atomic_write, atomic_write_text, read_json_lines
 from nas.blocks.units import arch_units
+from nas.builder import build_model
 from nas.errors import ParameterError, UserError
+from nas.profile import profile_arch
+from predictors.latency.machine import cpu_model, here
 from predictors.latency.measure import RunPolicy, Timing, make_session, network_onnx, random_feeds, time_session
 from predictors.latency.predict import predict
 from predictors.latency.table import Correction, LatencyTable, save_table
-
-if TYPE_CHECKING:
-    import torch
+from search_spaces.hybrid import HybridSpace
+from search_spaces.reference import load_zoo, zoo_names
 
 E2E_POLICY = RunPolicy(warmup=10, min_runs=30, min_seconds=0.3, max_runs=1000)
 
@@ -62,8 +66,6 @@ class Sample:
 
 def sample_archs(table: LatencyTable, n: int, seed: int) -> list[ArchConfig]:
     """n members of the hybrid space, resolution drawn from the table's resolutions."""
-    from search_spaces.hybrid import HybridSpace
-
     space = HybridSpace(num_classes=1000)
     resolutions = [r for r in space.resolutions if r in table.resolutions]
     if not resolutions:
@@ -78,8 +80,6 @@ def sample_archs(table: LatencyTable, n: int, seed: int) -> list[ArchConfig]:
 
 def zoo_archs(table: LatencyTable) -> list[ArchConfig]:
     """The reference-zoo models at their own resolution, where the table covers it."""
-    from search_spaces.reference import load_zoo, zoo_names
-
     return [a for a in (load_zoo(n) for n in zoo_names()) if a.resolution in table.resolutions]
 
 
@@ -91,8 +91,6 @@ def measure_network(model: torch.nn.Module, resolution: int, threads: int) -> Ti
 
 def measure_arch(arch: ArchConfig, threads: int) -> tuple[float, float, float]:
     """(median, p10, p90) ms of one end-to-end ONNX Runtime run of `arch` at batch 1."""
-    from nas.builder import build_model
-
     t = measure_network(build_model(arch), arch.resolution, threads)
     return t.median_us / 1000, t.p10_us / 1000, t.p90_us / 1000
 
@@ -102,8 +100,6 @@ def collect(table: LatencyTable, archs: list[ArchConfig], journal: Path, repeats
     """Time every arch `repeats` times, in separate passes over the list so that one burst of
     interference cannot hit all timings of a model; keep the lowest median (interference only adds
     time). Every timing is appended to `journal` (an fsynced JSON line), so a rerun resumes."""
-    from nas.profile import profile_arch
-
     done: dict[str, Sample] = {}
     for record in read_json_lines(journal):
         try:
@@ -152,7 +148,7 @@ def out_of_fold(features: np.ndarray, y: np.ndarray) -> np.ndarray:
 def metrics(pred: np.ndarray, measured: np.ndarray) -> dict[str, float | None]:
     """Shares within ±5% / ±10%, mean/max abs and mean signed relative error, Kendall tau (None
     under 3 points, where a rank correlation says nothing)."""
-    from scipy.stats import kendalltau
+    from scipy.stats import kendalltau  # scipy: ~1 s, only when a validation is scored (`nas search` loads this)
 
     err = (pred - measured) / measured
     tau = float(kendalltau(pred, measured).statistic) if len(measured) >= 3 else None
@@ -235,18 +231,14 @@ def evaluate(samples: list[Sample]) -> dict[str, Any]:
 def machine_info(threads: int = 1) -> dict[str, Any]:
     """Where a report's figures were taken: versions, and this machine's fingerprint (with the speed
     probe this process compares tables against), so that reports from two machines can be told apart."""
-    import onnxruntime
-    import torch
-
-    from predictors.latency.machine import cpu_model, here
-
     return {"cpu": cpu_model(), "cores": os.cpu_count(), "platform": platform.platform(),
             "python": platform.python_version(), "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
             "numpy": np.__version__, "fingerprint": here(threads).model_dump()}
 
 
 def plot(result: dict[str, Any], table: LatencyTable, path: Path) -> None:
-    from matplotlib.figure import Figure  # not pyplot: no global backend or figure state
+    # matplotlib: ~0.5 s, only when validate.png is drawn; Figure, not pyplot: no global backend or figure state
+    from matplotlib.figure import Figure
 
     s = result["_series"]
     fig = Figure(figsize=(5.5, 5))

@@ -6,7 +6,9 @@ import os
 from pathlib import Path
 
 from nas.arch import ArchConfig, load_arch
+from nas.builder import build_model
 from nas.errors import UserError
+from nas.profile import deploy_counts, profile_arch
 
 ZOO_DIR = Path(__file__).parent
 
@@ -44,9 +46,6 @@ def load_zoo_scaled(name: str, resolution: int, num_classes: int) -> ArchConfig:
 def fidelity(name: str) -> dict:
     """Our params/FLOPs of a zoo model against its published figures (relative errors), and the
     same in the RepViT deploy convention (`params_deploy`, `flops_deploy`: every BN folded)."""
-    from nas.builder import build_model
-    from nas.profile import deploy_counts, profile_arch
-
     arch = load_zoo(name)
     pub = arch.meta.get("published", {})
     model = build_model(arch)
