@@ -72,6 +72,21 @@ def test_a_disagreeing_probe_warns_once_naming_both_machines_and_outputs_say_oth
     assert json.loads(out)["label"] == f"measured on {theirs}" and json.loads(out)["machine"] == "elsewhere"
 
 
+@pytest.mark.parametrize("quiet_again,where", [(True, "here"), (False, "elsewhere")])
+def test_a_probe_taken_while_busy_is_retaken_before_calling_this_machine_another(tiny_arch, monkeypatch,
+                                                                                  quiet_again, where):
+    table = fake_host([tiny_arch])  # measured here: carries this machine's probe
+    quiet = here(1).probe
+    busy = _with_probe(table, 1.5).machine.probe  # the same networks, 1.5x slower: another job was running
+    machine.remember(here(1).model_copy(update={"probe": busy}))
+    retaken = []
+    monkeypatch.setattr(machine, "take_probe", lambda threads, quick=True, passes=3:
+                        retaken.append(threads) or (quiet if quiet_again else busy))
+    verdict = table.provenance
+    assert retaken == [1] and verdict.where == where and (verdict.warning is None) == quiet_again
+    assert here(1).probe.quick_ms() == pytest.approx((quiet if quiet_again else busy).quick_ms())  # remembered
+
+
 def test_a_probe_within_the_tables_noise_is_this_machine(tiny_arch):
     table = _with_probe(fake_host([tiny_arch]), 1.05)  # 5% off: within the ±10% floor
     assert table.provenance.where == "here" and table.provenance.label == "measured"

@@ -289,6 +289,20 @@ def here(threads: int, fresh: bool = False, quick: bool = True, passes: int = 3)
     return found
 
 
+def _reprobed(mine: Fingerprint) -> Fingerprint:
+    """`mine` with its probe timed once more and each network's lowest figure kept (load only ever
+    adds time), remembered. Why: the same machine under load once read 1.24x slower than its own
+    table's probe (CI, beyond that table's ±19%) and was called another machine."""
+    assert mine.probe is not None
+    again = take_probe(mine.threads, quick=True).models
+    models = {name: t.model_copy(update={"ms": min(t.ms, again[name].ms), "passes_ms": t.passes_ms
+                                         + again[name].passes_ms}) if name in again else t
+              for name, t in mine.probe.models.items()}
+    found = mine.model_copy(update={"probe": mine.probe.model_copy(update={"models": models})})
+    remember(found)
+    return found
+
+
 # ------------------------------------------------------------------ the verdict
 Where = Literal["here", "elsewhere", "unverified", "n/a"]
 
@@ -359,6 +373,9 @@ def _decide(table: LatencyTable) -> Verdict:
     diffs = [f"{k} {v!r} vs {mine_id[k]!r}" for k, v in compared.items() if v != mine_id[k]]
     ratio = probe_ratio(theirs.probe, mine.probe)
     noise = theirs.probe.noise_pct if theirs.probe else NOISE_FLOOR_PCT
+    if not diffs and ratio is not None and ratio > 1 + noise / 100:
+        mine = _reprobed(mine)  # slower than the table's machine: perhaps only busy when the probe was taken
+        ratio = probe_ratio(theirs.probe, mine.probe)
     if ratio is not None and abs(math.log(ratio)) > math.log1p(noise / 100):
         diffs.append(f"this machine's probe takes {ratio:.2f}x its time, beyond the table's ±{noise:.0f}% noise")
     calibrated = table.kind == "calibrated"
