@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_data import REAL, write_subset
+from test_data import small  # noqa: F401 (a fixture: 270 train, 30 val, 100 test of the proxy data)
 
 from nas.arch import parse_arch, save_arch
 from nas.builder import HybridNet
@@ -232,13 +232,6 @@ def test_space_round_trips_through_plain_data():
 
 
 # --- training -----------------------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def small(tmp_path_factory) -> Path:
-    if not (REAL / "train-000.npz").exists():
-        pytest.skip(f"no proxy dataset at {REAL}")
-    return write_subset(tmp_path_factory.mktemp("small"))  # 270 train, 30 val, 100 test
-
 
 @pytest.fixture(scope="module")
 def trained(small, fast, tmp_path_factory) -> Path:

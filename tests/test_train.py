@@ -13,7 +13,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
-from test_data import REAL, write_subset
+from test_data import small  # noqa: F401 (a fixture: 270 train, 30 val, 100 test of the proxy data)
 
 from nas.arch import parse_arch, save_arch
 from nas.checkpoint import load_checkpoint
@@ -26,13 +26,6 @@ TINY = {"name": "tiny", "resolution": 32, "num_classes": 10, "stem": {"depth": 1
         "head": {"dropout": 0.2}}  # dropout: resume must restore the global RNG too
 
 FAST = ("--batch-size", "32", "--log-every", "1", "--quiet")
-
-
-@pytest.fixture(scope="module")
-def small(tmp_path_factory) -> Path:
-    if not (REAL / "train-000.npz").exists():
-        pytest.skip(f"no proxy dataset at {REAL}")
-    return write_subset(tmp_path_factory.mktemp("small"))  # 270 train, 30 val, 100 test
 
 
 @pytest.fixture(scope="module")
