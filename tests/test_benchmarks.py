@@ -132,6 +132,23 @@ def test_latency_corrections_scores_every_correction_on_the_committed_journals(t
         assert {"plain", "scale+unit", "per-family", "per-resolution"} <= set(scores)
 
 
+def test_latency_outliers_tiny_times_one_worst_and_one_best_subnet_in_context(tmp_path):
+    import latency_outliers
+
+    out = tmp_path / "outliers.json"
+    assert latency_outliers.main(["--tiny", "--out", str(out)]) == 0
+    report = _report(out, "command", "tiny", "table", "committed", "measured_here", "summary_median_here", "machine")
+    assert report["tiny"] and LATENCY_MACHINE | MACHINE <= set(report["machine"])
+    assert set(report["committed"]) == set(report["journals"]) and report["committed"]["latency_host_samples"]["worst"]
+    assert {"plain", "scale+unit", "roofline 8 GB/s"} <= set(report["roofline_rescored"]["latency_host_samples"])
+    assert [m["kind"] for m in report["measured_here"]] == ["worst", "best"]
+    row = report["measured_here"][0]
+    assert {"e2e_us", "e2e_static_us", "units_sum_us", "units_context_sum_us", "sections", "in_context_profile",
+            "graphs"} <= set(row)
+    assert {"dynamic", "static", "units"} == set(row["graphs"]["nodes"])
+    assert sum(s["units"] for s in row["sections"].values()) == row["units"]
+
+
 def test_pixel6_calibration_writes_the_fit_and_its_variants(tmp_path):
     import pixel6_calibration
 
