@@ -6,13 +6,14 @@ import dataclasses
 import json
 
 import pytest
+from fakes import fake_table
 
 from nas.blocks.units import arch_units
 from predictors.latency import derive
+from predictors.latency.build import zoo_models
 from predictors.latency.predict import predict
 from predictors.latency.table import Entry, LatencyTable, load_table, save_table
 from search_spaces.reference import load_zoo
-from tests.fakes import fake_table
 
 
 @pytest.fixture
@@ -22,7 +23,7 @@ def tables(tmp_path, monkeypatch):
     replaced by a fixed ratio of 2 and a per-call overhead of 5 us."""
     probe = LatencyTable(device="host", kind="measured", cpu="x", ort_version="x", threads=1, created="x",
                          resolutions=[64, 224], overhead_us=20.0)
-    units = [u for a in derive.zoo_archs(probe) for u in arch_units(derive.earlier_form(a))]
+    units = [u for a in zoo_models(probe.resolutions) for u in arch_units(derive.earlier_form(a))]
     host = fake_table(units, [64, 224])
     est = LatencyTable(device="pixel6", kind="estimated", cpu="y", ort_version="x", threads=1, created="x",
                        resolutions=[64, 224], overhead_us=10.0, estimate={"a": 0.5, "calibration_ops": ["head"]},

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from nas.arch.schema import ArchConfig
 from nas.blocks.units import Unit, arch_units
 from nas.errors import ParameterError, UserError
 from predictors.latency.machine import here, static_fingerprint
@@ -54,6 +55,19 @@ def default_resolutions() -> list[int]:
     return sorted(set(space_resolutions()) | {load_zoo(n).resolution for n in zoo_names()})
 
 
+def zoo_models(resolutions: Iterable[int]) -> Iterator[ArchConfig]:
+    """The zoo models a table over `resolutions` prices: each at its own resolution if it is one of
+    them, and scaled to the proxy dataset at the proxy resolutions among them."""
+    resolutions = set(resolutions)
+    proxy = PRESETS["proxy"](PROXY_NUM_CLASSES)
+    for name in zoo_names():
+        arch = load_zoo(name)
+        if arch.resolution in resolutions:
+            yield arch
+        for r in sorted(resolutions & set(proxy.resolutions)):
+            yield load_zoo_scaled(name, r, PROXY_NUM_CLASSES)
+
+
 def needed_units(resolutions: Iterable[int], num_classes: int = 1000) -> dict[str, Unit]:
     """Key -> unit for the space at `resolutions` (with `num_classes` outputs), the zoo models at
     their own resolution if it is one of them, and - when the proxy resolution is - what searches
@@ -65,12 +79,8 @@ def needed_units(resolutions: Iterable[int], num_classes: int = 1000) -> dict[st
     for space in (HybridSpace(num_classes=num_classes), proxy):
         for r in sorted(resolutions & set(space.resolutions)):
             units.update((u.key, u) for u in space.units(r))
-    for name in zoo_names():
-        arch = load_zoo(name)
-        if arch.resolution in resolutions:
-            units.update((u.key, u) for u in arch_units(arch))
-        for r in sorted(resolutions & set(proxy.resolutions)):
-            units.update((u.key, u) for u in arch_units(load_zoo_scaled(name, r, PROXY_NUM_CLASSES)))
+    for arch in zoo_models(resolutions):
+        units.update((u.key, u) for u in arch_units(arch))
     for anchor in ANCHORS:  # device calibration models at their published size
         if anchor.resolution in resolutions:
             arch = load_zoo(anchor.zoo).model_copy(update={"resolution": anchor.resolution})

@@ -30,20 +30,19 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import statistics
-from collections.abc import Iterator
+import sys
 from pathlib import Path
 from typing import Any
 
 from nas.arch.schema import ArchConfig, HeadSpec
 from nas.blocks.units import Unit, arch_units
 from nas.errors import UserError
+from predictors.latency.build import zoo_models
 from predictors.latency.machine import here
 from predictors.latency.measure import RunPolicy, call_overhead_us, pinned, time_passes
 from predictors.latency.pixel6 import scaled_entry
 from predictors.latency.table import Entry, LatencyTable, load_table, save_table
 from predictors.latency.unit_export import unit_onnx
-from search_spaces.presets import PRESETS, PROXY_NUM_CLASSES
-from search_spaces.reference import load_zoo, load_zoo_scaled, zoo_names
 
 TABLES = Path(__file__).parent / "tables"
 METHOD = ("old entry less the table's per-call overhead, times the ratio of the two units' times (each less "
@@ -65,23 +64,11 @@ def earlier_form(arch: ArchConfig) -> ArchConfig:
     return arch.model_copy(update={"head": head, "stages": stages})
 
 
-def zoo_archs(table: LatencyTable) -> Iterator[ArchConfig]:
-    """The zoo models a shipped table must price: at their own resolution and scaled to the proxy
-    dataset's (as `build.needed_units`), where the table covers that resolution."""
-
-    proxy = PRESETS["proxy"](PROXY_NUM_CLASSES)
-    for name in zoo_names():
-        if load_zoo(name).resolution in table.resolutions:
-            yield load_zoo(name)
-        for r in sorted(set(proxy.resolutions) & set(table.resolutions)):
-            yield load_zoo_scaled(name, r, PROXY_NUM_CLASSES)
-
-
 def pairs_to_derive(table: LatencyTable) -> dict[str, tuple[Unit, Unit]]:
     """new key -> (new unit, its timed counterpart) for every zoo unit the table lacks or holds
     only derived; a counterpart the table has not timed is an error (nothing honest to derive from)."""
     found: dict[str, tuple[Unit, Unit]] = {}
-    for arch in zoo_archs(table):
+    for arch in zoo_models(table.resolutions):
         new, old = arch_units(arch), arch_units(earlier_form(arch))
         if len(new) != len(old):
             raise UserError(f"{arch.name}: its earlier form has {len(old)} units, not {len(new)}")
@@ -99,7 +86,6 @@ def pairs_to_derive(table: LatencyTable) -> dict[str, tuple[Unit, Unit]]:
 
 def paired_ratios(pairs: dict[str, tuple[Unit, Unit]], passes: int) -> tuple[dict[str, dict[str, Any]], float]:
     """key -> {ratio, new_us, old_us} timed here, and this machine's per-call overhead (us)."""
-
     policy = RunPolicy(warmup=10, min_runs=50, min_seconds=0.1, max_runs=2000)
     out: dict[str, dict[str, Any]] = {}
     with pinned():
@@ -128,7 +114,6 @@ def derived_entry(unit: Unit, old_key: str, old: Entry, table_overhead: float, f
 
 def derive(host_path: Path, estimated_paths: list[Path], passes: int = 7, check: bool = False) -> list[str]:
     """Add the derived entries to the host table and the estimated tables made from it; the keys."""
-
     host = load_table(host_path)
     if host.kind != "measured":
         raise UserError(f"{host_path}: a {host.kind} table; entries are derived into a measured one")
@@ -161,7 +146,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--passes", type=int, default=7, help="interleaved timing passes per pair")
     p.add_argument("--check", action="store_true", help="only list the units to derive")
     args = p.parse_args(argv)
-    keys = derive(args.host, args.estimated, args.passes, args.check)
+    try:
+        keys = derive(args.host, args.estimated, args.passes, args.check)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(("to derive" if args.check else "derived") + f": {len(keys)} unit(s)")
     entries = load_table(args.host).entries
     for key in keys:
