@@ -1,8 +1,10 @@
 """Device tables: the estimated Pixel 6 table, `nas devices`, and the probe pack -> runner -> import round trip."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import zipfile
+from pathlib import Path
 
 import pytest
 from fakes import fake_host
@@ -11,6 +13,10 @@ from predictors.latency import pixel6
 from predictors.latency.predict import predict
 from predictors.latency.table import load_table, save_table
 from search_spaces.reference import load_zoo
+
+needs_converter = pytest.mark.skipif(
+    not all(importlib.util.find_spec(m) is not None for m in ("litert_torch", "ai_edge_litert")),
+    reason="needs the litert-convert extra: pip install -e '.[litert-convert]'")
 
 
 @pytest.fixture
@@ -141,6 +147,56 @@ def test_pack_run_import_round_trip(packed, run_cli, tmp_path):
     code, out, err = run_cli("latency", "import", tmp_path / "results.zip", "--out", tmp_path / "m2.json")
     assert code == 0, err
     assert set(load_table(tmp_path / "m2.json").entries) == set(keys)
+
+
+def test_benchmark_model_logs_become_results_that_say_they_are_means(packed, run_cli, tmp_path):
+    """LiteRT's benchmark_model prints a mean per model; the runner turns one log per model into
+    results.csv (mean as median, p10 and p90) and run_info.json says so."""
+    folder, keys = packed
+    manifest = json.loads((folder / "manifest.json").read_text())
+    logs = folder / "logs"
+    logs.mkdir()
+    for i, model in enumerate([manifest["overhead"], *manifest["models"]]):
+        (logs / (Path(model["file"]).stem + ".log")).write_text(
+            "INFO: Running benchmark for at least 50 iterations\nInference timings in us: Init: 2113, "
+            f"First inference: 901, Warmup (avg): 400.5, Inference (avg): {100.25 + i}\n")
+    import runpy
+    runner = runpy.run_path(str(folder / "runner.py"))
+    assert runner["main"](["--dir", str(folder), "--out", str(folder / "results.csv"),
+                           "--from-benchmark-logs", str(logs)]) == 0
+    info = json.loads((folder / "run_info.json").read_text())
+    assert "mean" in info["timer"]
+    code, out, err = run_cli("latency", "import", folder / "results.csv", "--out", tmp_path / "m.json")
+    assert code == 0, err
+    table = load_table(tmp_path / "m.json")
+    assert table.overhead_us == 100.25 and table.entries[keys[0]].us == table.entries[keys[0]].p90 == 101.25
+    (logs / "00000.log").write_text("not a benchmark log\n")
+    with pytest.raises(SystemExit, match="00000.log"):
+        runner["main"](["--dir", str(folder), "--from-benchmark-logs", str(logs)])
+
+
+@needs_converter
+def test_a_litert_pack_times_tflite_units_and_imports_as_a_litert_table(tables, run_cli, tmp_path, tiny_arch):
+    table = fake_host([tiny_arch])
+    table.device, table.kind = "pixel6", "estimated"
+    save_table(table, tables / "pixel6.json")
+    code, out, err = run_cli("latency", "pack", "--device", "pixel6", "--runtime", "litert", "--limit", "2",
+                             "--out", tmp_path / "probe.zip", "--quiet")
+    assert code == 0, err
+    folder = tmp_path / "probe"
+    with zipfile.ZipFile(tmp_path / "probe.zip") as zf:
+        names = set(zf.namelist())
+        zf.extractall(folder)
+    assert "overhead.tflite" in names and sum(n.endswith(".tflite") for n in names) == 3
+    assert "LiteRT" in (folder / "README.md").read_text()
+    import runpy
+    runner = runpy.run_path(str(folder / "runner.py"))
+    assert runner["main"](["--dir", str(folder), "--out", str(folder / "results.csv"), "--runs", "5",
+                           "--min-seconds", "0", "--warmup", "1"]) == 0
+    code, out, err = run_cli("latency", "import", folder / "results.csv", "--out", tmp_path / "m.json")
+    assert code == 0, err
+    measured = load_table(tmp_path / "m.json")
+    assert measured.runtime == "litert" and len(measured.entries) == 2 and measured.overhead_us > 0
 
 
 def test_import_reports_unknown_and_missing_keys(packed, run_cli, tmp_path):

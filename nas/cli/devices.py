@@ -11,7 +11,7 @@ from rich.table import Table
 
 from nas.errors import UserError
 from predictors.latency.devices import known_devices
-from predictors.latency.table import load_table
+from predictors.latency.table import RUNTIME_NAMES, load_table
 
 VALIDATION_FIELDS = ("within_5pct", "within_10pct", "mape", "kendall_tau")
 
@@ -42,7 +42,10 @@ def describe(device: str, path: Path) -> dict[str, str]:
         where = table.machine.name if table.machine else f"{table.cpu}, ort {table.ort_version}, no speed probe"
         source = f"{where}, {table.threads} thread(s)"
     validation = table.validation or {}
-    return {**row, "kind": seen.tag, "label": table.kind_note, "source": source, "entries": str(len(table.entries)),
+    derived = sum(e.derived is not None for e in table.entries.values())
+    return {**row, "kind": seen.tag, "label": table.kind_note, "source": source,
+            "runtime": f"{RUNTIME_NAMES[table.runtime]} {table.ort_version}",
+            "entries": str(len(table.entries)) + (f" ({derived} derived)" if derived else ""),
             "resolutions": ",".join(map(str, table.resolutions)) or "-",
             **{f: _fmt(validation.get(f)) for f in VALIDATION_FIELDS},
             "loo_error_pct": _fmt(est.get("error_pct")) if table.kind == "estimated" else "-"}
@@ -58,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     out = Table(title="latency tables (estimated ones are not measurements; calibrated ones are another machine's "
                       "scaled to this one)")
-    cols = ("device", "kind", "source", "entries", "resolutions", *VALIDATION_FIELDS, "loo_error_pct")
+    cols = ("device", "kind", "source", "runtime", "entries", "resolutions", *VALIDATION_FIELDS, "loo_error_pct")
     for col in cols:
         out.add_column(col.replace("_", " "), overflow="fold")
     for row in rows:

@@ -10,12 +10,16 @@ from rich.table import Table
 
 from nas.cli import latency_calibrate, latency_estimate, latency_import, latency_pack, latency_validate
 from nas.cli.args import output_file, resolutions
+from nas.cli.latency_estimate import host_table, shown_path
 from nas.cli.progress import counting_bar
 from nas.errors import UserError
-from predictors.latency.build import build_table, default_resolutions
+from nas.export import require_converter
+from predictors.latency import cross_runtime
+from predictors.latency.build import build_table, default_resolutions, needed_units
 from predictors.latency.devices import default_build_path, open_device_table
 from predictors.latency.measure import RunPolicy
 from predictors.latency.predict import predict
+from predictors.latency.table import load_table, runtime_note, save_table
 from search_spaces.reference import resolve_arch
 
 
@@ -24,11 +28,28 @@ def run_build(args: argparse.Namespace) -> int:
     out = output_file("--out", args.out) if args.out else default_build_path(args.device)
     if args.threads < 1:
         raise UserError(f"--threads: expected a positive integer, got {args.threads}")
-    with counting_bar(f"measuring {args.device} units", args.quiet) as progress:
+    units, reference = None, None
+    if args.sample_per_op is not None:
+        if args.runtime != "litert":
+            raise UserError("--sample-per-op: only with --runtime litert (an ONNX Runtime table is timed in full)")
+        if args.sample_per_op < 1:
+            raise UserError(f"--sample-per-op: expected a positive integer, got {args.sample_per_op}")
+        reference, ref_path = host_table(args.derive_from)
+        units = cross_runtime.zoo_units(wanted) | cross_runtime.sample_units(
+            needed_units(wanted), reference, args.sample_per_op)
+    if args.runtime == "litert":
+        require_converter()
+    with counting_bar(f"measuring {args.device} units ({args.runtime})", args.quiet) as progress:
         report = build_table(out, args.device, args.threads, wanted, RunPolicy(), limit=args.limit,
-                             progress=progress)
+                             progress=progress, units=units, runtime=args.runtime)
     print(f"{report.path}: {report.measured} units measured in {report.seconds:.0f} s, {report.skipped} already there, "
           f"{report.total} needed for resolutions {','.join(map(str, wanted))}; {report.retimed} noisy timings retimed")
+    if reference is not None and args.limit is None:
+        table = load_table(out)
+        derived = cross_runtime.derive_missing(table, reference, shown_path(ref_path), needed_units(wanted))
+        save_table(table, out)
+        print(f"{derived} further units derived from {ref_path} by per-op LiteRT/ORT ratios fitted on the "
+              f"{report.total} timed ones (each entry says so; predictions count them)")
     return 0
 
 
@@ -65,7 +86,7 @@ def run_predict(args: argparse.Namespace) -> int:
 def run_show(args: argparse.Namespace) -> int:
     table, path = open_device_table(args.device, args.table)
     print(f"{path}: {table.label}, {len(table.entries)} units, resolutions {table.resolutions}")
-    print(f"cpu {table.cpu}; onnxruntime {table.ort_version}; threads {table.threads}; created {table.created}")
+    print(f"cpu {table.cpu}; {runtime_note(table)}; created {table.created}")
     if table.machine:
         probe = table.machine.probe
         print(f"measured on {table.machine.name}" + (f"; probe noise ±{probe.noise_pct:.0f}%, taken {probe.taken}"
@@ -77,6 +98,12 @@ def run_show(args: argparse.Namespace) -> int:
     c = table.correction
     print(f"per-call overhead {table.overhead_us:.1f} us; correction x{c.scale:.4f} {c.per_unit_us:+.1f} us/unit "
           f"{c.offset_us:+.1f} us ({c.note})")
+    derived = sum(e.derived is not None for e in table.entries.values())
+    if derived:
+        print(f"{derived} entries derived, not timed on the table's machine (each entry says how)")
+    if table.unavailable:
+        key, why = next(iter(sorted(table.unavailable.items())))
+        print(f"{len(table.unavailable)} units the runtime could not run, e.g. {key}: {why}")
     for op, n in Counter(e.op for e in table.entries.values()).most_common():
         print(f"  {op:16s} {n:6d}")
     return 0
@@ -95,13 +122,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s.required = True
 
     b = s.add_parser("build", help="measure the units a table must cover (resumable)",
-                     description="Export every needed unit to ONNX and time it with ONNX Runtime (CPU EP). "
+                     description="Export every needed unit to ONNX and time it with ONNX Runtime (CPU EP), or "
+                                 "convert it to .tflite and time it with LiteRT (--runtime litert). "
                                  "Killed and run again, it continues where it stopped.")
     b.add_argument("--device", default="host", help="only 'host' (this machine) can be measured here")
     b.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads (default 1)")
     b.add_argument("--resolutions", metavar="R,...",
                    help="resolutions to cover (default: every one the hybrid space and the reference zoo use)")
     b.add_argument("--out", metavar="FILE", help="table file (default runs/latency/<device>.json)")
+    b.add_argument("--runtime", choices=("onnxruntime", "litert"), default="onnxruntime",
+                   help="time units with ONNX Runtime (default) or LiteRT/XNNPACK, the phone's runtime "
+                        "(needs the litert-convert extra; ~1.5 s a unit: see --sample-per-op)")
+    b.add_argument("--sample-per-op", type=int, metavar="K",
+                   help="LiteRT: time the zoo's units and K units of each op, derive the rest from --derive-from")
+    b.add_argument("--derive-from", default="host", metavar="DEVICE|FILE",
+                   help="the ONNX Runtime table the untimed LiteRT entries are derived from (default host)")
     b.add_argument("--limit", type=int, help="stop after measuring this many units")
     b.add_argument("--quiet", action="store_true", help="no progress bar")
     b.set_defaults(func=run_build)

@@ -1,8 +1,9 @@
 """`nas search ... --verify` / `--refine K --data DIR`: the finalists stage after the search.
 
 --verify     the finalists (spread over the budget's upper range) are timed end to end here with
-             ONNX Runtime; the winner is the most accurate one whose *measured* latency fits. Only
-             for tables of this machine (`host`): a phone cannot be measured here.
+             the table's runtime (ONNX Runtime; LiteRT for a LiteRT table); the winner is the most
+             accurate one whose *measured* latency fits. Only for tables of this machine (`host`):
+             a phone cannot be measured here.
 --refine K   K finalists race with real training (the standalone recipe, successive halving:
              all train the first rung, the better half continue their runs, the best to the full
              recipe); the winner is chosen on val top-1, never test. Resumable: each run is a
@@ -24,6 +25,7 @@ from nas.arch import save_arch
 from nas.atomic import atomic_write_text
 from nas.data import load_dataset
 from nas.errors import UserError
+from nas.export import require_converter
 from nas.search.finalists import Plan, choose
 from nas.search.results import complete_rows, pareto_front, result_arch
 from predictors.latency.validate import measure_arch
@@ -51,6 +53,8 @@ def check(args: argparse.Namespace, table: Any) -> None:
     if args.verify and table.kind == "estimated":
         raise UserError(f"--verify: the {table.device} table is an estimate of a device that is not here; "
                         "measured verification needs a table of this machine (--device host)")
+    if args.verify and table.runtime == "litert":
+        require_converter()  # the finalists are converted to .tflite and timed with LiteRT, like the table
 
 
 def finish(args: argparse.Namespace, study: Any, ctx: Any, run_dir: Path) -> dict[str, Any] | None:
@@ -65,7 +69,8 @@ def finish(args: argparse.Namespace, study: Any, ctx: Any, run_dir: Path) -> dic
     data = load_dataset(args.data) if args.refine else None
     try:
         winner, record = choose(study, front, problem.space, problem.budget_ms, plan, run_dir, data=data,
-                                measure=lambda arch: measure_arch(arch, plan.threads))
+                                measure=lambda arch: measure_arch(arch, plan.threads, problem.table.runtime,
+                                                                     run_dir / "tflite"))
     except ValueError as exc:
         raise UserError(f"--verify/--refine: {exc}") from None
     best = result_arch(ctx, winner, f"{ctx.study}-best")

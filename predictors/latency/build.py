@@ -23,12 +23,15 @@ import torch
 from nas.arch.schema import ArchConfig
 from nas.blocks.units import Unit, arch_units
 from nas.errors import ParameterError, UserError
+from predictors.latency import litert
 from predictors.latency.machine import here, static_fingerprint
 from predictors.latency.measure import RunPolicy, call_overhead_us, make_session, random_feeds, time_session
 from predictors.latency.pixel6 import ANCHORS
 from predictors.latency.table import (
+    RUNTIME_NAMES,
     Entry,
     LatencyTable,
+    Runtime,
     append_journal,
     journal_path,
     load_table,
@@ -92,42 +95,57 @@ def _export_init() -> None:
     torch.set_num_threads(1)
 
 
-def _export(unit: Unit) -> bytes:
-    return export_group(unit)
+def _export(unit: Unit, runtime: Runtime) -> bytes:
+    return export_group(unit) if runtime == "onnxruntime" else litert.unit_tflite(unit)
 
 
-def measure_unit(group_onnx: bytes, unit: Unit, threads: int, policy: RunPolicy) -> Entry:
-    """Time `unit` from its export group's graph (static sizes filled in where it has symbolic ones)."""
-    onnx = with_shapes(group_onnx, unit) if unit.op in SPATIALLY_GENERIC_OPS else group_onnx
-    session = make_session(onnx, threads)
-    timing = time_session(session, random_feeds(session), policy)
+def measure_unit(graph: bytes, unit: Unit, threads: int, policy: RunPolicy, runtime: Runtime = "onnxruntime"
+                 ) -> Entry:
+    """Time `unit` from its export group's graph (ONNX: static sizes filled in where it has
+    symbolic ones) or from its own .tflite (LiteRT)."""
+    if runtime == "litert":
+        timing = litert.time_tflite(graph, threads, policy)
+    else:
+        onnx = with_shapes(graph, unit) if unit.op in SPATIALLY_GENERIC_OPS else graph
+        session = make_session(onnx, threads)
+        timing = time_session(session, random_feeds(session), policy)
     return Entry(**timing.as_dict(), op=unit.op, args=dict(unit.args),
                  inputs=[None if s is None else list(s) for s in unit.inputs])
 
 
-def time_units(units: list[Unit], threads: int, policy: RunPolicy) -> Iterator[tuple[Unit, Entry]]:
-    """(unit, timing) for each unit, grouped by shared export graph; a helper process exports the
-    next groups while this one times (no process is started when there is nothing to time)."""
+def time_units(units: list[Unit], threads: int, policy: RunPolicy, runtime: Runtime = "onnxruntime"
+               ) -> Iterator[tuple[Unit, Entry | str]]:
+    """(unit, timing) for each unit, grouped by shared export graph (LiteRT: one graph per unit,
+    the converter takes static shapes; a unit it cannot convert comes with the reason instead of a
+    timing); a helper process exports or converts the next groups while this one times (no
+    process is started when there is nothing to time)."""
     groups: dict[str, list[Unit]] = {}
     for unit in units:
-        groups.setdefault(export_key(unit), []).append(unit)
+        groups.setdefault(export_key(unit) if runtime == "onnxruntime" else unit.key, []).append(unit)
     if not groups:
         return
     with mp.get_context("spawn").Pool(1, initializer=_export_init) as pool:
         pending: deque = deque()
         queue = iter(groups.values())
         for members in queue:
-            pending.append((members, pool.apply_async(_export, (members[0],))))
+            pending.append((members, pool.apply_async(_export, (members[0], runtime))))
             if len(pending) >= LOOKAHEAD:
                 break
         while pending:
             members, result = pending.popleft()
             nxt = next(queue, None)
             if nxt is not None:
-                pending.append((nxt, pool.apply_async(_export, (nxt[0],))))
-            graph = result.get()
+                pending.append((nxt, pool.apply_async(_export, (nxt[0], runtime))))
+            try:
+                graph = result.get()
+            except Exception as exc:  # the converter's errors have no common type
+                if runtime == "onnxruntime":
+                    raise  # every unit exports to ONNX (tested): a failure here is a bug, not a limit
+                for unit in members:
+                    yield unit, f"LiteRT conversion failed: {str(exc).strip().splitlines()[-1][:300]}"
+                continue
             for unit in members:
-                yield unit, measure_unit(graph, unit, threads, policy)
+                yield unit, measure_unit(graph, unit, threads, policy, runtime)
 
 
 @dataclass
@@ -140,7 +158,8 @@ class BuildReport:
     retimed: int = 0
 
 
-def open_or_create(path: Path, device: str, threads: int, resolutions: list[int]) -> LatencyTable:
+def open_or_create(path: Path, device: str, threads: int, resolutions: list[int],
+                   runtime: Runtime = "onnxruntime") -> LatencyTable:
     """The table to continue (with its journal folded in) or a new one with a fresh overhead and
     this machine's fingerprint (a full speed probe, which also refreshes this machine's cached one).
     One table holds one machine's timings: a table of another machine is not continued here; one
@@ -155,6 +174,8 @@ def open_or_create(path: Path, device: str, threads: int, resolutions: list[int]
                             "(delete it, or write the table to another file)")
         if table.threads != threads:
             raise UserError(f"{path}: was measured with {table.threads} thread(s), not {threads}")
+        if table.runtime != runtime:
+            raise UserError(f"{path}: was measured with {RUNTIME_NAMES[table.runtime]}, not {RUNTIME_NAMES[runtime]}")
         if table.machine is None:
             mine = static_fingerprint(threads)
             if (table.cpu, table.ort_version) != (mine.cpu, mine.ort_version):
@@ -166,32 +187,36 @@ def open_or_create(path: Path, device: str, threads: int, resolutions: list[int]
                             "here; write this machine's own table to another file")
         table.resolutions = sorted(set(table.resolutions) | set(resolutions))
         return table
-    overhead = call_overhead_us(threads)
+    overhead = call_overhead_us(threads) if runtime == "onnxruntime" else litert.call_overhead_us(threads)
     return new_table(device, "measured", threads, resolutions, overhead.median_us,
-                     machine=here(threads, fresh=True, quick=False))
+                     machine=here(threads, fresh=True, quick=False), runtime=runtime)
 
 
 def build_table(path: Path, device: str = "host", threads: int = 1, resolutions: list[int] | None = None,
                 policy: RunPolicy = DEFAULT_POLICY, limit: int | None = None,
                 progress: Callable[[int, int], None] | None = None,
-                units: dict[str, Unit] | None = None) -> BuildReport:
-    """Measure the missing units into `path`; `limit` stops after that many; `units` replaces
-    the default set (the space and zoo at `resolutions`), e.g. one model's units."""
+                units: dict[str, Unit] | None = None, runtime: Runtime = "onnxruntime") -> BuildReport:
+    """Measure the missing units into `path` with `runtime`; `limit` stops after that many; `units`
+    replaces the default set (the space and zoo at `resolutions`), e.g. one model's units."""
     if device != "host":
         raise ParameterError("device", f": only 'host' can be measured on this machine, not {device!r} "
                         "(a phone's table is measured with `nas latency pack` / `nas latency import`)")
     resolutions = resolutions or default_resolutions()
-    table = open_or_create(path, device, threads, resolutions)
+    table = open_or_create(path, device, threads, resolutions, runtime)
     save_table(table, path)  # the header (and any journal) is on disk before the long part
     units = units if units is not None else needed_units(resolutions)
     # a derived entry (predictors/latency/derive.py) stands in until the table's own machine times it
-    missing = [u for k, u in units.items() if k not in table.entries or table.entries[k].derived is not None]
+    missing = [u for k, u in units.items() if k not in table.unavailable
+               and (k not in table.entries or table.entries[k].derived is not None)]
     todo = missing if limit is None else missing[:limit]
     start, done = time.perf_counter(), 0
     journal = journal_path(path)
-    for unit, entry in time_units(todo, threads, policy):
+    for unit, entry in time_units(todo, threads, policy, runtime):
         append_journal(journal, unit.key, entry)
-        table.entries[unit.key] = entry
+        if isinstance(entry, str):
+            table.unavailable[unit.key] = entry
+        else:
+            table.entries[unit.key] = entry
         done += 1
         if done % FOLD_EVERY == 0:
             save_table(table, path)
@@ -209,7 +234,9 @@ def retime_noisy(table: LatencyTable, path: Path, threads: int, policy: RunPolic
     noisy = [u for k, u in units.items() if k in table.entries and not table.entries[k].retimed
              and table.entries[k].p90 > NOISY_SPREAD * table.entries[k].p10]
     journal = journal_path(path)
-    for unit, again in time_units(noisy, threads, policy):
+    for unit, again in time_units(noisy, threads, policy, table.runtime):
+        if isinstance(again, str):  # converted the first time: a second failure changes nothing
+            continue
         old = table.entries[unit.key]
         best = again if again.us < old.us else old
         table.entries[unit.key] = best.model_copy(update={"retimed": True})

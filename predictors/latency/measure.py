@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -64,14 +64,20 @@ def time_session(session: ort.InferenceSession, feeds: dict[str, np.ndarray], po
                  ) -> Timing:
     """Median and spread of `session.run` on `feeds` (wall clock, perf_counter)."""
     run = session.run
+    return time_calls(lambda: run(None, feeds), policy)
+
+
+def time_calls(call: Callable[[], object], policy: RunPolicy = RunPolicy()) -> Timing:
+    """Median and spread of `call()` under `policy`: the one timing loop of every runtime (an ONNX
+    Runtime session here, the LiteRT interpreter in `litert.py`), so their figures compare."""
     for _ in range(policy.warmup):
-        run(None, feeds)
+        call()
     times: list[float] = []
     cpu0, start = time.process_time(), time.perf_counter()
     while len(times) < policy.max_runs and (len(times) < policy.min_runs
                                             or time.perf_counter() - start < policy.min_seconds):
         t0 = time.perf_counter()
-        run(None, feeds)
+        call()
         times.append(time.perf_counter() - t0)
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu0
     us = np.asarray(times) * 1e6

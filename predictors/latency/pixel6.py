@@ -34,7 +34,7 @@ from typing import Any
 from nas.blocks.units import arch_units
 from nas.errors import UserError
 from predictors.latency.predict import predict
-from predictors.latency.table import Correction, Entry, LatencyTable
+from predictors.latency.table import RUNTIME_NAMES, Correction, Entry, LatencyTable
 from search_spaces.reference import load_zoo
 
 PUBLISHED = Path(__file__).parent / "data" / "pixel6_published.csv"
@@ -186,7 +186,8 @@ def estimate_table(host: LatencyTable, host_source: str, anchors: Sequence[Ancho
     outside = sorted({e.op for e in entries.values() if e.extrapolated})
     estimate.update({
         "pipeline_ms": estimate["b_ms"],
-        "from": {"table": host_source, "device": host.device, "cpu": host.cpu, "ort_version": host.ort_version,
+        "from": {"table": host_source, "device": host.device, "cpu": host.cpu, "runtime": host.runtime,
+                 "ort_version": host.ort_version,
                  "threads": host.threads, "created": host.created},
         "sources": sorted({p["source"] for p in estimate["points"]}),
         "runtime": "TFLite (MediaPipe, CPU fp32)",
@@ -195,7 +196,8 @@ def estimate_table(host: LatencyTable, host_source: str, anchors: Sequence[Ancho
         "extrapolated_note": "entries of ops no calibration model contains are scaled by the same factor, "
                              "which was fitted on convolutional networks only; their error is unknown",
         "caveats": ["published figures are MediaPipe whole-pipeline averages with TFLite, thread count not stated; "
-                    "this table's units are timed with ONNX Runtime on the host",
+                    f"this table's units are timed with {RUNTIME_NAMES[host.runtime]} on the host"
+                    + (" (the phone's runtime)" if host.runtime == "litert" else ""),
                     "EfficientNet-Lite2's input size is ambiguous in its sources (224 in the task table, 260 in "
                     "Model Maker and the model release); 260 is used (at 224 the median LOO error is far larger, see "
                     "benchmarks/results/pixel6_calibration.json)",
@@ -207,7 +209,7 @@ def estimate_table(host: LatencyTable, host_source: str, anchors: Sequence[Ancho
         note=f"estimate: a * (host prediction) with a={a:.4g}; the published pipelines add b={estimate['b_ms']:.4g} ms "
              f"(host correction: {host.correction.note})")
     return LatencyTable(device=DEVICE, kind="estimated", cpu="Google Tensor (Pixel 6), estimated",
-                        ort_version=host.ort_version, threads=host.threads,
+                        ort_version=host.ort_version, threads=host.threads, runtime=host.runtime,
                         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                         resolutions=list(host.resolutions), overhead_us=host.overhead_us * a, correction=correction,
                         estimate=estimate, entries=entries)

@@ -23,15 +23,17 @@ from nas.atomic import atomic_write
 from nas.blocks.units import Unit
 from nas.errors import UserError
 from nas.safezip import safe_extract
+from predictors.latency import litert
 from predictors.latency.build import needed_units
 from predictors.latency.measure import overhead_model
-from predictors.latency.table import Entry, LatencyTable
+from predictors.latency.table import RUNTIME_NAMES, Entry, LatencyTable, Runtime
 from predictors.latency.unit_export import unit_onnx
 
 PACK_SCHEMA = "hybrid-nas/probe-pack/v1"
 OVERHEAD_KEY = "__overhead__"
 COLUMNS = ("key", "median_us", "p10_us", "p90_us", "runs")
 DATA = Path(__file__).parent / "data"
+README = {"onnxruntime": "probe_README.md", "litert": "probe_README_litert.md"}  # the pack's README.md, per runtime
 
 
 def _tuples(value: Any) -> Any:
@@ -61,29 +63,31 @@ class PackReport:
 
 
 def write_pack(table: LatencyTable, out: str | Path, keys: list[str],
-               progress: Callable[[int, int], None] | None = None) -> PackReport:
-    """Write the probe zip for `keys` of `table` atomically."""
+               progress: Callable[[int, int], None] | None = None, runtime: Runtime = "onnxruntime") -> PackReport:
+    """Write the probe zip for `keys` of `table` atomically: ONNX units, or (`runtime="litert"`)
+    .tflite units converted as the LiteRT builder converts them (channel-last edges)."""
     if not keys:
         raise UserError(f"{table.label} table: no entries to pack at the resolutions asked for")
     models = []
+    ext, export = ("tflite", litert.unit_tflite) if runtime == "litert" else ("onnx", unit_onnx)
 
     def writer(tmp: Path) -> None:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-            zf.writestr("overhead.onnx", overhead_model())
+            zf.writestr(f"overhead.{ext}", litert.overhead_tflite() if runtime == "litert" else overhead_model())
             for i, key in enumerate(keys):
                 entry = table.entries[key]
-                name = f"models/{i:05d}.onnx"
-                zf.writestr(name, unit_onnx(entry_unit(entry)))
+                name = f"models/{i:05d}.{ext}"
+                zf.writestr(name, export(entry_unit(entry)))
                 models.append({"key": key, "file": name, "inputs": [[1, *s] for s in entry.inputs if s is not None]})
                 if progress:
                     progress(i + 1, len(keys))
-            manifest = {"schema": PACK_SCHEMA, "device": table.device, "from_kind": table.kind,
+            manifest = {"schema": PACK_SCHEMA, "device": table.device, "from_kind": table.kind, "runtime": runtime,
                         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                        "overhead": {"key": OVERHEAD_KEY, "file": "overhead.onnx", "inputs": [[1, 1]]},
+                        "overhead": {"key": OVERHEAD_KEY, "file": f"overhead.{ext}", "inputs": [[1, 1]]},
                         "models": models}
             zf.writestr("manifest.json", json.dumps(manifest, indent=1))
             zf.writestr("runner.py", (Path(__file__).parent / "probe_runner.py").read_text(encoding="utf-8"))
-            readme = (DATA / "probe_README.md").read_text(encoding="utf-8")
+            readme = (DATA / README[runtime]).read_text(encoding="utf-8")
             zf.writestr("README.md", readme.format(device=table.device, count=len(keys), kind=table.kind,
                                                    resolutions=",".join(map(str, table.resolutions))))
 
@@ -213,9 +217,12 @@ def measured_table(rows: dict[str, Row], info: dict[str, Any], reference: Latenc
                                  args=ref.args, inputs=ref.inputs)
     stems = sorted({e.inputs[0][-1] for e in entries.values() if e.op == "stem" and e.inputs and e.inputs[0]})
     threads = info.get("threads", 1)
+    runtime = info.get("runtime", "onnxruntime")  # packs from before the runtime axis: ONNX Runtime
+    if runtime not in RUNTIME_NAMES:
+        raise UserError(f"run_info.json: runtime: expected one of {', '.join(RUNTIME_NAMES)}, got {runtime!r}")
     table = LatencyTable(
         device=device, kind="measured", cpu=str(info.get("cpu", "unknown (imported without run_info.json)")),
-        ort_version=str(info.get("ort_version", "unknown")),
+        ort_version=str(info.get("ort_version", "unknown")), runtime=runtime,
         threads=threads if isinstance(threads, int) and threads >= 1 else 1,
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), resolutions=stems,
         overhead_us=rows[OVERHEAD_KEY].median_us,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,6 +28,7 @@ from nas.errors import UserError
 from predictors.latency.machine import Fingerprint, Verdict, cpu_model, verdict
 
 SCHEMA = "hybrid-nas/latency-table/v1"
+Runtime = Literal["onnxruntime", "litert"]
 SCHEMA_VERSION = 1
 
 
@@ -75,7 +77,8 @@ class LatencyTable(BaseModel):
     device: str
     kind: Literal["measured", "calibrated", "estimated"]
     cpu: str
-    ort_version: str
+    ort_version: str = Field(description="the version of the table's runtime: ONNX Runtime's, or ai-edge-litert's "
+                                         "for a LiteRT table (the name predates the runtime axis)")
     threads: int = Field(ge=1)
     created: str
     resolutions: list[int]
@@ -87,10 +90,13 @@ class LatencyTable(BaseModel):
                                                           "was fitted to), with its speed probe")
     calibration: dict[str, Any] | None = Field(None, description="calibrated tables: source machine and table, "
                                                                  "method, scales, fit error on the probe networks")
-    runtime: Literal["onnxruntime", "litert"] = Field(
+    runtime: Runtime = Field(
         "onnxruntime", description="the runtime the entries were timed with (an estimated table: the runtime of "
                                    "the host timings it scales)")
     entries: dict[str, Entry] = {}
+    unavailable: dict[str, str] = Field(
+        {}, description="units the table's runtime could not run, with the reason (a LiteRT table: the converter "
+                        "failed on them); a build does not retry them, and a derived entry may stand in")
     _path: Path | None = PrivateAttr(None)  # the file it was read from (warnings name it)
     _verdict: Verdict | None = PrivateAttr(None)  # decided once (machine.verdict)
 
@@ -132,14 +138,22 @@ def runtime_note(table: LatencyTable) -> str:
     return f"scaled from host {base} timings to published {(table.estimate or {}).get('runtime', 'TFLite')} figures"
 
 
-def runtime_info(threads: int) -> dict[str, Any]:
+def runtime_info(threads: int, runtime: Runtime = "onnxruntime") -> dict[str, Any]:
+    version = ort.__version__ if runtime == "onnxruntime" else litert_version()
+    return {"cpu": cpu_model(), "ort_version": version, "threads": threads, "runtime": runtime}
 
-    return {"cpu": cpu_model(), "ort_version": ort.__version__, "threads": threads}
+
+def litert_version() -> str:
+    """The LiteRT interpreter package's version (a LiteRT table records it where ORT's records ORT's)."""
+    try:
+        return metadata.version("ai-edge-litert")
+    except metadata.PackageNotFoundError:
+        return "not installed"
 
 
 def new_table(device: str, kind: str, threads: int, resolutions: list[int], overhead_us: float,
-              machine: Fingerprint | None = None) -> LatencyTable:
-    return LatencyTable(device=device, kind=kind, **runtime_info(threads), resolutions=sorted(resolutions),
+              machine: Fingerprint | None = None, runtime: Runtime = "onnxruntime") -> LatencyTable:
+    return LatencyTable(device=device, kind=kind, **runtime_info(threads, runtime), resolutions=sorted(resolutions),
                         overhead_us=overhead_us,
                         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), machine=machine)
 
@@ -179,24 +193,33 @@ def load_table(path: str | os.PathLike[str], with_journal: bool = False) -> Late
         where = ".".join(str(p) for p in err["loc"]) or "(top level)"
         raise UserError(f"{path}: {where}: {err['msg']}") from None
     if with_journal:
-        table.entries.update(read_journal(journal_path(path)))
+        entries, unavailable = read_journal(journal_path(path))
+        table.entries.update(entries)
+        table.unavailable.update(unavailable)
     table._path = path
     return table
 
 
-def read_journal(path: Path) -> dict[str, Entry]:
-    """Entries appended by an interrupted build; a torn (half-written) line is skipped."""
+def read_journal(path: Path) -> tuple[dict[str, Entry], dict[str, str]]:
+    """Entries, and units found unavailable, appended by an interrupted build; a torn
+    (half-written) line is skipped."""
     found: dict[str, Entry] = {}
+    unavailable: dict[str, str] = {}
     for record in read_json_lines(path):
         try:
-            found[record["key"]] = Entry.model_validate(record["entry"])
+            if "unavailable" in record:
+                unavailable[record["key"]] = str(record["unavailable"])
+            else:
+                found[record["key"]] = Entry.model_validate(record["entry"])
         except (KeyError, TypeError, ValidationError):
             continue
-    return found
+    return found, unavailable
 
 
-def append_journal(path: Path, key: str, entry: Entry) -> None:
-    append_json_line(path, {"key": key, "entry": entry.model_dump()})
+def append_journal(path: Path, key: str, entry: Entry | str) -> None:
+    """One finished unit: its timing, or why the runtime could not run it."""
+    append_json_line(path, {"key": key, "entry": entry.model_dump()} if isinstance(entry, Entry)
+                     else {"key": key, "unavailable": entry})
 
 
 def save_table(table: LatencyTable, path: str | os.PathLike[str]) -> Path:

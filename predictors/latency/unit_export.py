@@ -24,7 +24,7 @@ SPATIALLY_GENERIC_OPS = frozenset({
 })
 
 
-class _UnitGraph(nn.Module):
+class UnitGraph(nn.Module):
     """Feeds the unit its tensors, with None where the unit takes an absent argument (e.g. no
     incoming tokens), so that the ONNX graph's inputs are exactly the tensors."""
 
@@ -47,7 +47,7 @@ def unit_module(unit: Unit, seed: int = 0) -> nn.Module:
 def export_group(unit: Unit) -> bytes:
     """ONNX of `unit`; for spatially generic ops with symbolic H, W (see `with_shapes`)."""
     inputs = tuple(t for t in unit.example_inputs() if t is not None)
-    graph = _UnitGraph(unit_module(unit), tuple(s is not None for s in unit.inputs))
+    graph = UnitGraph(unit_module(unit), tuple(s is not None for s in unit.inputs))
     axes = None
     if unit.op in SPATIALLY_GENERIC_OPS:
         names = ["input"] if len(inputs) == 1 else [f"input{i}" for i in range(len(inputs))]

@@ -1,9 +1,10 @@
 """`nas latency validate`: table predictions against end-to-end measurement of random subnets.
 
 N members of the hybrid space (at the table's resolutions) are exported as users export them
-(`nas export`: inference form, dynamic batch) and timed end to end with the same ONNX Runtime
-settings as the table, in two or more interleaved passes over the list (a fresh session each
-time); each timing is appended to a journal so an interrupted run resumes.
+(`nas export`: inference form, dynamic batch; for a LiteRT table, as `nas export --tflite`
+converts them) and timed end to end with the same runtime and settings as the table, in two or
+more interleaved passes over the list (a fresh session each time); each timing is appended to a
+journal so an interrupted run resumes.
 
 The figures are stated against the measurement's own noise, measured in the same run on the same
 subnets: how often a subnet's two half-measurements (the lowest median of its odd-numbered
@@ -35,15 +36,16 @@ import onnxruntime
 import torch
 
 from nas.arch.schema import ArchConfig, parse_arch
-from nas.atomic import append_json_line, atomic_write, atomic_write_text, read_json_lines
+from nas.atomic import append_json_line, atomic_write, atomic_write_bytes, atomic_write_text, read_json_lines
 from nas.blocks.units import arch_units
 from nas.builder import build_model
 from nas.errors import ParameterError, UserError
 from nas.profile import profile_arch
+from predictors.latency import litert
 from predictors.latency.machine import cpu_model, here
 from predictors.latency.measure import RunPolicy, Timing, make_session, network_onnx, random_feeds, time_session
 from predictors.latency.predict import predict
-from predictors.latency.table import Correction, LatencyTable, save_table
+from predictors.latency.table import Correction, LatencyTable, Runtime, save_table
 from search_spaces.hybrid import HybridSpace
 from search_spaces.reference import load_zoo, zoo_names
 
@@ -89,10 +91,26 @@ def measure_network(model: torch.nn.Module, resolution: int, threads: int) -> Ti
     return time_session(session, random_feeds(session), E2E_POLICY)
 
 
-def measure_arch(arch: ArchConfig, threads: int) -> tuple[float, float, float]:
-    """(median, p10, p90) ms of one end-to-end ONNX Runtime run of `arch` at batch 1."""
-    t = measure_network(build_model(arch), arch.resolution, threads)
+def measure_arch(arch: ArchConfig, threads: int, runtime: Runtime = "onnxruntime", cache: Path | None = None
+                 ) -> tuple[float, float, float]:
+    """(median, p10, p90) ms of one end-to-end run of `arch` at batch 1 with `runtime`; LiteRT
+    times the .tflite `nas export --tflite` writes, converted once and kept in `cache` (the
+    conversion takes 10-30 s, many times the timing)."""
+    if runtime == "litert":
+        t = litert.time_tflite(_tflite(arch, cache), threads, E2E_POLICY)
+    else:
+        t = measure_network(build_model(arch), arch.resolution, threads)
     return t.median_us / 1000, t.p10_us / 1000, t.p90_us / 1000
+
+
+def _tflite(arch: ArchConfig, cache: Path | None) -> bytes:
+    path = cache / f"{arch.arch_hash()}.tflite" if cache is not None else None
+    if path is not None and path.is_file():
+        return path.read_bytes()
+    data = litert.network_tflite(build_model(arch), arch.resolution)
+    if path is not None:
+        atomic_write_bytes(path, data)
+    return data
 
 
 def collect(table: LatencyTable, archs: list[ArchConfig], journal: Path, repeats: int = 2,
@@ -114,7 +132,7 @@ def collect(table: LatencyTable, archs: list[ArchConfig], journal: Path, repeats
             h = arch.arch_hash()
             prev = done.get(h)
             if prev is None or prev.timings < timing:
-                med, p10, p90 = measure_arch(arch, table.threads)
+                med, p10, p90 = measure_arch(arch, table.threads, table.runtime, journal.parent / "tflite")
                 if prev is None:
                     prev = Sample(h, arch.resolution, profile_arch(arch)["flops"], 0.0, med, p10, p90, timings=0)
                 elif med < prev.measured_ms:
