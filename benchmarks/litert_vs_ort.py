@@ -22,12 +22,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing as mp
 import statistics
 import sys
 from dataclasses import replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -49,6 +52,7 @@ from predictors.latency.validate import (  # noqa: E402
     evaluate,
     machine_info,
     sample_archs,
+    tflite_file,
     zoo_archs,
     zoo_report,
 )
@@ -61,6 +65,38 @@ def family(arch: ArchConfig) -> str:
     """The blocks a model mixes beyond inverted residuals ('mv2' when none): the space's families."""
     blocks = sorted({s.block for s in arch.stages} - {"mv2"})
     return "+".join(blocks) or "mv2"
+
+
+def convert_all(archs: list[ArchConfig], cache: Path, processes: int) -> dict[str, str]:
+    """Convert every model to .tflite before any timing, `processes` at a time (20-40 s each; no
+    timing runs meanwhile, so using every core disturbs nothing). Converted files are kept: a rerun
+    converts only what is missing. Returns {arch hash: reason} of the models the converter rejects
+    (kept in cache/rejected.json, so a rerun does not try them again)."""
+    rejected_file = cache / "rejected.json"
+    rejected = json.loads(rejected_file.read_text()) if rejected_file.is_file() else {}
+    todo = [a for a in archs if a.arch_hash() not in rejected and not (cache / f"{a.arch_hash()}.tflite").is_file()]
+    if todo:
+        with mp.get_context("spawn").Pool(processes, initializer=_one_thread) as pool:
+            for i, (h, why) in enumerate(pool.imap_unordered(_convert, [(a, cache) for a in todo]), 1):
+                if why:
+                    rejected[h] = why
+                    atomic_write_text(rejected_file, json.dumps(rejected, indent=1) + "\n")
+                _progress("converting", i, len(todo))
+    return {a.arch_hash(): rejected[a.arch_hash()] for a in archs if a.arch_hash() in rejected}
+
+
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+def _convert(job: tuple[ArchConfig, Path]) -> tuple[str, str | None]:
+    """(arch hash, None) once converted, or (arch hash, the converter's last error line)."""
+    arch, cache = job
+    try:
+        tflite_file(arch, cache)
+    except Exception as exc:  # the converter's errors have no common type
+        return arch.arch_hash(), str(exc).strip().splitlines()[-1][:300]
+    return arch.arch_hash(), None
 
 
 def time_both(litert: LatencyTable, ort: LatencyTable, archs: list[ArchConfig], work: Path, passes: int
@@ -129,6 +165,19 @@ def pixel6_loo(table: LatencyTable) -> dict[str, Any]:
     return {k: est[k] for k in ("a", "b_ms", "loo_error_pct", "error_pct", "points")}
 
 
+def pixel6_loo_measured(archs: list[ArchConfig], samples: list[Sample]) -> dict[str, Any]:
+    """The same fit on this machine's end-to-end timings of the calibration models (no table in
+    between): which runtime's host timings map better onto the published Pixel 6 figures."""
+    measured = {(a.name, a.resolution): s.measured_ms for a, s in zip(archs, samples)}
+    figures = pixel6.published_figures()
+    points = [pixel6.Point(an.zoo, an.resolution, measured[(an.zoo, an.resolution)], *figures[an.model])
+              for an in pixel6.ANCHORS if (an.zoo, an.resolution) in measured]
+    if len(points) < len(pixel6.ANCHORS):
+        return {"skipped": "the calibration models were not timed (--no-zoo)"}
+    est = pixel6.calibrate(points)
+    return {k: est[k] for k in ("a", "b_ms", "loo_error_pct", "error_pct", "points")}
+
+
 def markdown(report: dict[str, Any]) -> str:
     p, lt, ort = report["paired"], report["litert_table"], report["ort_table"]
     lines = ["# LiteRT vs ONNX Runtime on this machine (benchmarks/litert_vs_ort.py)", "",
@@ -146,14 +195,23 @@ def markdown(report: dict[str, Any]) -> str:
         lines += [f"| {k} | {v['models']} | {v['median_ratio']:.2f} | {v['q25']:.2f}-{v['q75']:.2f} |"
                   for k, v in p["subnets_by_family"].items()]
     lines += ["", "| table | runtime | within 5% | within 10% | measurement's own 5% / 10% | vs own 5% / 10% "
-                  "| zoo within 10% | pixel6 LOO median |", "|---|---|---:|---:|---:|---:|---:|---:|"]
-    for name, v, px in (("LiteRT", lt, report["pixel6"]["litert"]), ("ORT", ort, report["pixel6"]["onnxruntime"])):
+                  "| zoo within 10% |", "|---|---|---:|---:|---:|---:|---:|"]
+    for name, v in (("LiteRT", lt), ("ORT", ort)):
         rep, vs, z = v["measurement_repeatability"] or {}, v["lut_vs_measurement_noise"] or {}, v["zoo"]
         lines.append(f"| {v['table']['label']} | {name} | {v['lut']['within_5pct']:.0%} "
                      f"| {v['lut']['within_10pct']:.0%} "
                      f"| {rep.get('within_5pct', float('nan')):.0%} / {rep.get('within_10pct', float('nan')):.0%} "
                      f"| {vs.get('within_5pct') or float('nan'):.2f} / {vs.get('within_10pct') or float('nan'):.2f} "
-                     f"| {z['within_10pct']}/{z['of']} | {px.get('error_pct', float('nan')):.1f}% |")
+                     f"| {z['within_10pct']}/{z['of']} |")
+    lines += ["", "pixel6 estimate (pixel6_ms = a * host_ms + b on the four published figures), leave-one-out "
+                  "median |error|, from each runtime's host figures:", "",
+              "| host figures from | LiteRT | ONNX Runtime |", "|---|---:|---:|"]
+    for what, key in (("the tables' predictions", "pixel6"), ("end-to-end timings here", "pixel6_from_measured")):
+        cells = [report[key][rt].get("error_pct") for rt in ("litert", "onnxruntime")]
+        lines.append(f"| {what} | " + " | ".join("-" if c is None else f"{c:.1f}%" for c in cells) + " |")
+    if report.get("not_convertible"):
+        lines += ["", f"{len(report['not_convertible'])} sampled model(s) the converter rejects are left out: "
+                      + "; ".join(f"{h}: {why}" for h, why in report["not_convertible"].items())]
     share = lt["derived_unit_share"]
     lines += ["", f"LiteRT table: {lt['table']['derived']} of {lt['table']['entries']} entries derived from the ORT "
                   f"table by per-op ratios; median share of a subnet's units derived {share['subnets_median']:.0%}, "
@@ -203,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--passes", type=int, default=2)
     ap.add_argument("--no-zoo", action="store_true", help="random subnets only (the smoke test)")
+    ap.add_argument("--processes", type=int, default=2, help="conversions run in parallel before timing")
     ap.add_argument("--results", type=Path, default=RESULTS)
     ap.add_argument("--work", type=Path, help="journals and converted models (default RESULTS/litert_vs_ort_samples)")
     args = ap.parse_args(argv)
@@ -222,6 +281,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     del preds
     work = args.work or args.results / "litert_vs_ort_samples"
+    rejected = convert_all(archs, work / "tflite", args.processes)
+    subnets = [a for a in subnets if a.arch_hash() not in rejected]
+    zoo = [a for a in zoo if a.arch_hash() not in rejected]
+    archs = subnets + zoo
     lt_samples, ort_samples = time_both(litert, ort, archs, work, args.passes)
     n = len(subnets)
     lt_val = table_validation(litert, archs, lt_samples, n, ort)
@@ -229,8 +292,11 @@ def main(argv: list[str] | None = None) -> int:
         "litert_table": lt_val, "ort_table": table_validation(ort, archs, ort_samples, n, ort),
         "paired": paired(archs, lt_samples, ort_samples, n),
         "pixel6": {"litert": pixel6_loo(litert), "onnxruntime": pixel6_loo(ort)},
+        "pixel6_from_measured": {"litert": pixel6_loo_measured(archs, lt_samples),
+                                 "onnxruntime": pixel6_loo_measured(archs, ort_samples)},
         "tables": {"litert": repo_path(lt_path), "onnxruntime": repo_path(ort_path)},
         "subnets": n, "zoo": len(zoo), "seed": args.seed, "passes": args.passes,
+        "not_convertible": rejected,
         "versions": {"ai-edge-litert": metadata.version("ai-edge-litert"),
                      "litert-torch": metadata.version("litert-torch"),
                      "onnxruntime": metadata.version("onnxruntime")},

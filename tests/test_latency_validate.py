@@ -58,10 +58,10 @@ def test_a_rerun_resumes_the_journal_and_records_every_timing(tmp_path, monkeypa
     from search_spaces.hybrid import HybridSpace
 
     medians = iter([3.0, 5.0, 2.0, 4.0])
-    monkeypatch.setattr(v, "measure_arch", lambda arch, threads: (next(medians),) * 3)
+    monkeypatch.setattr(v, "measure_arch", lambda arch, threads, runtime, cache: (next(medians),) * 3)
     monkeypatch.setattr(v, "profile_arch", lambda arch: {"flops": 1})
     archs = [HybridSpace(num_classes=10).sample(i) for i in range(2)]
-    table = type("T", (), {"threads": 1})()
+    table = type("T", (), {"threads": 1, "runtime": "onnxruntime"})()
     v.collect(table, archs, tmp_path / "j.jsonl", repeats=1)
     again = v.collect(table, archs, tmp_path / "j.jsonl", repeats=2)  # only the second pass is timed
     assert [s.medians_ms for s in again] == [(3.0, 2.0), (5.0, 4.0)]
@@ -114,7 +114,7 @@ def test_validate_times_the_zoo_in_the_same_passes_and_reports_it_apart(tmp_path
     zoo = [load_zoo_scaled(name, 64, 1000) for name in ("repvit_m0_9", "mobilevit_xxs")]
     table = fake_table([*HybridSpace(num_classes=1000).units(64), *(u for a in zoo for u in arch_units(a))], [64])
     monkeypatch.setattr(v, "zoo_archs", lambda t: zoo)
-    monkeypatch.setattr(v, "measure_arch", lambda arch, threads: (predict(arch, table).ms * 1.04,) * 3)
+    monkeypatch.setattr(v, "measure_arch", lambda arch, threads, runtime, cache: (predict(arch, table).ms * 1.04,) * 3)
     report = v.validate(table, tmp_path / "host.json", 4, 0, tmp_path / "v", store=False, zoo=True)
     z = report["zoo"]
     assert [m["name"] for m in z["models"]] == [a.name for a in zoo] and z["of"] == 2 and z["within_5pct"] == 2

@@ -26,7 +26,6 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -122,16 +121,16 @@ def fit_ratios(litert: LatencyTable, ort: LatencyTable) -> dict[str, RatioFit]:
 
 def derived_entry(ort_entry: Entry, fit: RatioFit, op_key: str, ort: LatencyTable, litert: LatencyTable,
                   source: str) -> Entry:
+    """The LiteRT stand-in of one ORT entry (p10 and p90 mapped like the median); the entry names
+    its source, ratio and fit (`LatencyTable.derivation` holds the fits and the method)."""
     r = fit.ratio(_net(ort_entry, ort.overhead_us))
 
     def mapped(us: float) -> float:
         return round(litert.overhead_us + r * max(us - ort.overhead_us, 0.0), 3)
 
-    note: dict[str, Any] = {"from": source, "method": METHOD, "ratio": round(r, 4), "fit_op": op_key,
-                            "fit": {"a": round(fit.a, 4), "b": round(fit.b, 4), "pairs": fit.pairs,
-                                    "rmse_log": round(fit.rmse_log, 4)}}
     return Entry(us=mapped(ort_entry.us), p10=mapped(ort_entry.p10), p90=mapped(ort_entry.p90), n=ort_entry.n,
-                 op=ort_entry.op, args=ort_entry.args, inputs=ort_entry.inputs, derived=note)
+                 op=ort_entry.op, args=ort_entry.args, inputs=ort_entry.inputs,
+                 derived={"from": source, "ratio": round(r, 4), "fit_op": op_key})
 
 
 def derive_missing(litert: LatencyTable, ort: LatencyTable, source: str, keys: Iterable[str] | None = None) -> int:
@@ -152,6 +151,9 @@ def derive_missing(litert: LatencyTable, ort: LatencyTable, source: str, keys: I
         if key in litert.unavailable:  # a stand-in for a unit LiteRT could not run: the entry says so
             litert.entries[key].derived["unavailable"] = litert.unavailable[key]
         count += 1
+    litert.derivation = {"method": METHOD, "from": source, "timed": sum(e.derived is None for e in
+                                                                         litert.entries.values()),
+                         "derived": count, "fits": summary(fits), "leave_one_out": leave_one_out(litert, ort)}
     return count
 
 

@@ -94,6 +94,9 @@ class LatencyTable(BaseModel):
         "onnxruntime", description="the runtime the entries were timed with (an estimated table: the runtime of "
                                    "the host timings it scales)")
     entries: dict[str, Entry] = {}
+    derivation: dict[str, Any] | None = Field(
+        None, description="a table with entries derived from another runtime's table: the method, the source, the "
+                          "per-op fits and their leave-one-out error on the timed units (cross_runtime.py)")
     unavailable: dict[str, str] = Field(
         {}, description="units the table's runtime could not run, with the reason (a LiteRT table: the converter "
                         "failed on them); a build does not retry them, and a derived entry may stand in")

@@ -97,13 +97,14 @@ def measure_arch(arch: ArchConfig, threads: int, runtime: Runtime = "onnxruntime
     times the .tflite `nas export --tflite` writes, converted once and kept in `cache` (the
     conversion takes 10-30 s, many times the timing)."""
     if runtime == "litert":
-        t = litert.time_tflite(_tflite(arch, cache), threads, E2E_POLICY)
+        t = litert.time_tflite(tflite_file(arch, cache), threads, E2E_POLICY)
     else:
         t = measure_network(build_model(arch), arch.resolution, threads)
     return t.median_us / 1000, t.p10_us / 1000, t.p90_us / 1000
 
 
-def _tflite(arch: ArchConfig, cache: Path | None) -> bytes:
+def tflite_file(arch: ArchConfig, cache: Path | None) -> bytes:
+    """The .tflite of `arch` (untrained, zero parameters filled), from `cache` when converted before."""
     path = cache / f"{arch.arch_hash()}.tflite" if cache is not None else None
     if path is not None and path.is_file():
         return path.read_bytes()
