@@ -42,7 +42,7 @@ from nas.blocks.units import arch_units  # noqa: E402
 from nas.cli.latency_estimate import host_table  # noqa: E402
 from nas.cli.main import error_line  # noqa: E402
 from nas.errors import UserError  # noqa: E402
-from nas.export import require_converter  # noqa: E402
+from nas.export import ConversionError, require_converter  # noqa: E402
 from predictors.latency import cross_runtime, pixel6  # noqa: E402
 from predictors.latency.predict import predict  # noqa: E402
 from predictors.latency.table import LatencyTable  # noqa: E402
@@ -52,6 +52,7 @@ from predictors.latency.validate import (  # noqa: E402
     evaluate,
     machine_info,
     sample_archs,
+    store_correction,
     tflite_file,
     zoo_archs,
     zoo_report,
@@ -94,8 +95,8 @@ def _convert(job: tuple[ArchConfig, Path]) -> tuple[str, str | None]:
     arch, cache = job
     try:
         tflite_file(arch, cache)
-    except Exception as exc:  # the converter's errors have no common type
-        return arch.arch_hash(), str(exc).strip().splitlines()[-1][:300]
+    except ConversionError as exc:
+        return arch.arch_hash(), str(exc)
     return arch.arch_hash(), None
 
 
@@ -262,6 +263,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--passes", type=int, default=2)
     ap.add_argument("--no-zoo", action="store_true", help="random subnets only (the smoke test)")
     ap.add_argument("--processes", type=int, default=2, help="conversions run in parallel before timing")
+    ap.add_argument("--store", action="store_true",
+                    help="store the correction fitted on the subnets into the LiteRT table, as `nas latency "
+                         "validate` does (the zoo models are not in the fit)")
     ap.add_argument("--results", type=Path, default=RESULTS)
     ap.add_argument("--work", type=Path, help="journals and converted models (default RESULTS/litert_vs_ort_samples)")
     args = ap.parse_args(argv)
@@ -288,6 +292,9 @@ def main(argv: list[str] | None = None) -> int:
     lt_samples, ort_samples = time_both(litert, ort, archs, work, args.passes)
     n = len(subnets)
     lt_val = table_validation(litert, archs, lt_samples, n, ort)
+    if args.store:
+        store_correction(litert, lt_path, lt_val, "benchmarks/litert_vs_ort.py")
+        lt_val = table_validation(litert, archs, lt_samples, n, ort)  # the zoo models with it
     report = {
         "litert_table": lt_val, "ort_table": table_validation(ort, archs, ort_samples, n, ort),
         "paired": paired(archs, lt_samples, ort_samples, n),

@@ -120,6 +120,12 @@ class MissingExtra(UserError):
         super().__init__(f"{what} needs the {extra} extra: {self.install}")
 
 
+class ConversionError(UserError):
+    """The converter rejects the model: a limit of the converter (e.g. litert-torch 0.10 on a
+    MobileViT transformer over one token per patch, a 2x2 map: 'tfl.batch_matmul ... invalid output
+    rank'), stated in one line, not a traceback."""
+
+
 class ParityError(RuntimeError):
     """The converted model's output differs from PyTorch's by more than the tolerance: a converter
     bug, not the user's input."""
@@ -250,7 +256,17 @@ def tflite_bytes(model: nn.Module, example: torch.Tensor | tuple[torch.Tensor, .
             model = litert_torch.to_channel_last_io(model, args=[i for i, t in enumerate(inputs) if t.dim() == 4],
                                                     outputs=[i for i, t in enumerate(outs) if t.dim() == 4])
             inputs = tuple(t.permute(0, 2, 3, 1) if t.dim() == 4 else t for t in inputs)
-        return bytes(litert_torch.convert(model, inputs).model_content())
+        try:
+            return bytes(litert_torch.convert(model, inputs).model_content())
+        except Exception as exc:  # the converter's errors have no common type
+            raise ConversionError(f"the LiteRT converter rejects this model: {converter_reason(str(exc))}") from None
+
+
+def converter_reason(message: str) -> str:
+    """The converter's error in one short line: its last line, from the MLIR 'error:' on where it
+    has one (what precedes it is a source path of this machine's site-packages)."""
+    last = message.strip().splitlines()[-1] if message.strip() else "unknown error"
+    return last[last.find("error:"):][:200] if "error:" in last else last[:200]
 
 
 def litert_interpreter(data: bytes, threads: int = 1, default_delegates: bool = True) -> Any:

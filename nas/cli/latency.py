@@ -63,7 +63,7 @@ def run_predict(args: argparse.Namespace) -> int:
                           "kind": table.kind, "label": table.kind_note, "machine": table.provenance.where,
                           "ms": round(pred.ms, 4), "plain_ms": round(pred.plain_ms, 4),
                           "error_pct": pred.error_pct, "pipeline_ms": pred.pipeline_ms, "table": str(path),
-                          "derived_units": pred.derived,
+                          "derived_units": pred.derived, "runtime": runtime_note(table),
                           "sections": [{"name": n, "ms": round(ms, 4), "units": k} for n, ms, k in pred.sections]},
                          indent=2))
         return 0
@@ -78,7 +78,7 @@ def run_predict(args: argparse.Namespace) -> int:
         n = sum(k for _, _, k in pred.sections)
         out.add_row("correction", "", f"x{c.scale:.3f} {c.per_unit_us * n / 1000:+.3f} {c.offset_us / 1000:+.3f}")
     Console().print(out)
-    print(f"predicted: {pred.label}")
+    print(f"predicted: {pred.label}; {runtime_note(table)}")
     if table.kind == "estimated":
         print(f"note: {table.device} is an ESTIMATED table ({(table.estimate or {}).get('method', 'see the file')})")
     return 0

@@ -315,13 +315,18 @@ def validate(table: LatencyTable, table_path: Path, n: int, seed: int, out_dir: 
                          for s, lut, f in zip(samples, series["lut"], series["flops"])]}
     atomic_write_text(out_dir / "validate.json", json.dumps(report, indent=1) + "\n")
     if store:
-        c = result["correction"]
-        table.correction = Correction(
-            scale=c["scale"], per_unit_us=c["per_unit_us"], fitted_on=c["fitted_on"],
-            note=("fitted by `nas latency validate`: the plain sum was biased" if c["used"]
-                  else "none: the plain sum was not improved by a linear correction"))
-        table.validation = {k: round(v, 4) for k, v in result["lut"].items()} | {
-            "samples": result["samples"], "flops_baseline_within_10pct": round(
-                result["flops_linear_out_of_fold"]["within_10pct"], 4)}
-        save_table(table, table_path)
+        store_correction(table, table_path, result, "`nas latency validate`")
     return report
+
+
+def store_correction(table: LatencyTable, table_path: Path, result: dict[str, Any], by: str) -> None:
+    """Write `evaluate`'s chosen correction and headline figures into the table file."""
+    c = result["correction"]
+    table.correction = Correction(
+        scale=c["scale"], per_unit_us=c["per_unit_us"], fitted_on=c["fitted_on"],
+        note=(f"fitted by {by}: the plain sum was biased" if c["used"]
+              else "none: the plain sum was not improved by a linear correction"))
+    table.validation = {k: round(v, 4) for k, v in result["lut"].items()} | {
+        "samples": result["samples"], "flops_baseline_within_10pct": round(
+            result["flops_linear_out_of_fold"]["within_10pct"], 4)}
+    save_table(table, table_path)
