@@ -17,8 +17,9 @@ and derives every other entry from the ONNX table's entry of the same unit (`der
 where r is fitted per op on the units timed in both (`fit_ratios`, a fit of log r on log ort_us:
 the two runtimes' ratio moves with a unit's size, e.g. per-invoke costs weigh on small units). The
 ORT entries may come from another machine (the shipped table); r then also carries the two
-machines' speed ratio, which is what a derived entry needs. Each derived entry records its op's
-fit and how many units it was fitted on (`Entry.derived`); every prediction that uses one says how
+machines' speed ratio, which is what a derived entry needs. Each derived entry names its source,
+ratio and the fit it used (`Entry.derived`; the fits, with their pair counts and held-out error, are
+in `LatencyTable.derivation`); every prediction that uses one says how
 many of its units were derived, and `benchmarks/litert_vs_ort.py` measures what that costs.
 """
 from __future__ import annotations
@@ -38,7 +39,7 @@ from search_spaces.reference import load_zoo
 
 METHOD = ("ONNX Runtime entry less its per-call overhead, times the op's LiteRT/ORT ratio at that size "
           "(least squares of log ratio on log ORT time over the op's units timed in both), plus LiteRT's overhead")
-MIN_PAIRS = 4  # below this an op's ratio is the median over all ops' units (stated in the entry)
+MIN_PAIRS = 4  # below this an op has no fit of its own: the one over all ops' units ('*') is used
 
 
 def zoo_units(resolutions: Iterable[int]) -> dict[str, Unit]:
@@ -64,8 +65,12 @@ def sample_units(units: dict[str, Unit], reference: LatencyTable, per_op: int) -
     for ranked in by_op.values():
         ranked.sort()
         n = len(ranked)
-        picks = range(n) if n <= per_op else sorted({round(i * (n - 1) / (per_op - 1)) for i in range(per_op)}) \
-            if per_op > 1 else [n // 2]
+        if n <= per_op:
+            picks: Iterable[int] = range(n)
+        elif per_op == 1:
+            picks = [n // 2]
+        else:
+            picks = sorted({round(i * (n - 1) / (per_op - 1)) for i in range(per_op)})
         chosen.update((ranked[i][1], units[ranked[i][1]]) for i in picks)
     return dict(sorted(chosen.items()))
 

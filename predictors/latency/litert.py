@@ -10,8 +10,8 @@ but with channel-last inputs and outputs: inside a converted network the layers 
 tensors, so a unit timed with NCHW edges would pay transposes the network does not. Conversion
 takes ~1-2 s per unit (tracing, lowering, flatbuffer), 10-30x the timing itself; it cannot share a
 graph across resolutions as the ONNX builder does (the converter takes static shapes), which is why
-`litert_derive.py` exists. Both extras are needed: the converter (`litert-convert`) for units and
-networks, the interpreter (`litert`) to time a .tflite.
+`cross_runtime.py` samples units and derives the rest. Both extras are needed: the converter
+(`litert-convert`) for units and networks, the interpreter (`litert`) to time a .tflite.
 """
 from __future__ import annotations
 
@@ -24,10 +24,8 @@ from torch import nn
 from nas.blocks.units import Unit
 from nas.export import fill_zero_params, litert_interpreter, rewrite_for_litert, tflite_bytes
 from nas.profile import inference_copy
-from predictors.latency.measure import RunPolicy, Timing, time_calls
+from predictors.latency.measure import OVERHEAD_POLICY, RunPolicy, Timing, time_calls
 from predictors.latency.unit_export import UnitGraph, unit_module
-
-RUNTIME = "litert"
 
 
 def unit_tflite(unit: Unit, seed: int = 0) -> bytes:
@@ -68,4 +66,4 @@ class _Double(nn.Module):
 
 def call_overhead_us(threads: int) -> Timing:
     """LiteRT's fixed cost per inference, as `measure.call_overhead_us` is ORT's."""
-    return time_tflite(overhead_tflite(), threads, RunPolicy(warmup=50, min_runs=2000, min_seconds=0.2, max_runs=5000))
+    return time_tflite(overhead_tflite(), threads, OVERHEAD_POLICY)

@@ -111,9 +111,12 @@ def overhead_model() -> bytes:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
 
 
+OVERHEAD_POLICY = RunPolicy(warmup=50, min_runs=2000, min_seconds=0.2, max_runs=5000)  # a call of ~1-50 us
+
+
 def call_overhead_us(threads: int) -> Timing:
     """The runtime's fixed cost per inference: many runs of `overhead_model`."""
-    return time_model(overhead_model(), threads, RunPolicy(warmup=50, min_runs=2000, min_seconds=0.2, max_runs=5000))
+    return time_model(overhead_model(), threads, OVERHEAD_POLICY)
 
 
 DISTURBED_BELOW = 0.9  # CPU share under which a single-threaded timing was disturbed by another job
