@@ -64,3 +64,19 @@ def run_cli(capsys):
         out = capsys.readouterr()
         return code, out.out, out.err
     return _run
+
+
+@pytest.fixture(scope="module")
+def tiny_table(tmp_path_factory):
+    """(tiny arch, path of a table built here with its units only, timed a few runs each)."""
+    from nas.blocks.units import arch_units
+    from predictors.latency.build import build_table
+    from predictors.latency.measure import RunPolicy
+
+    arch = parse_arch({"name": "tiny", "resolution": 64, "num_classes": 10, "stem": {"depth": 1, "channels": 16},
+                       "stages": [{"block": "mv2", "depth": 1, "width": 24, "expand": 2},
+                                  {"block": "repvit", "depth": 2, "width": 32, "se": "alternate"}]})
+    path = tmp_path_factory.mktemp("lut") / "host.json"
+    build_table(path, resolutions=[64], policy=RunPolicy(warmup=1, min_runs=3, min_seconds=0.0, max_runs=3),
+                units={u.key: u for u in arch_units(arch)})
+    return arch, path

@@ -21,18 +21,6 @@ from predictors.latency.table import journal_path, load_table
 FAST = RunPolicy(warmup=1, min_runs=3, min_seconds=0.0, max_runs=3)
 
 
-@pytest.fixture(scope="module")
-def tiny_table(tmp_path_factory):
-    from nas.arch import parse_arch
-
-    arch = parse_arch({"name": "tiny", "resolution": 64, "num_classes": 10, "stem": {"depth": 1, "channels": 16},
-                       "stages": [{"block": "mv2", "depth": 1, "width": 24, "expand": 2},
-                                  {"block": "repvit", "depth": 2, "width": 32, "se": "alternate"}]})
-    path = tmp_path_factory.mktemp("lut") / "host.json"
-    build_table(path, resolutions=[64], policy=FAST, units={u.key: u for u in arch_units(arch)})
-    return arch, path
-
-
 def test_prediction_is_the_sum_of_units_less_overheads_plus_one(tiny_table):
     arch, path = tiny_table
     table = load_table(path)
@@ -143,3 +131,21 @@ def test_noisy_timings_are_retimed_once_keeping_the_lower_median(tiny_table, tmp
     again = load_table(copy).entries[key]
     assert report.retimed >= 1 and again.retimed and again.us < 1e6
     assert build_table(copy, resolutions=[64], policy=FAST, units=units).retimed == 0  # once only
+
+
+def test_a_two_pass_build_times_every_unit_again_and_keeps_the_lower_median(tiny_table, tmp_path):
+    import shutil
+
+    arch, path = tiny_table
+    copy = tmp_path / "host.json"
+    shutil.copy(path, copy)
+    first = load_table(copy).entries
+    units = {u.key: u for u in arch_units(arch)}
+    report = build_table(copy, resolutions=[64], policy=FAST, units=units, passes=2)
+    second = load_table(copy).entries
+    not_yet = [k for k, e in first.items() if not e.retimed]  # a noisy timing may have been retimed already
+    assert report.measured == 0 and report.retimed == len(not_yet) > 0
+    assert all(second[k].retimed and second[k].us <= first[k].us for k in first)
+    assert build_table(copy, resolutions=[64], policy=FAST, units=units, passes=2).retimed == 0  # resumes, ends
+    with pytest.raises(Exception, match="passes"):
+        build_table(copy, resolutions=[64], policy=FAST, units=units, passes=3)

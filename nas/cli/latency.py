@@ -41,9 +41,10 @@ def run_build(args: argparse.Namespace) -> int:
         require_converter()
     with counting_bar(f"measuring {args.device} units ({args.runtime})", args.quiet) as progress:
         report = build_table(out, args.device, args.threads, wanted, RunPolicy(), limit=args.limit,
-                             progress=progress, units=units, runtime=args.runtime)
+                             progress=progress, units=units, runtime=args.runtime, passes=args.passes)
+    what = "timed a second time" if args.passes == 2 else "noisy timings retimed"
     print(f"{report.path}: {report.measured} units measured in {report.seconds:.0f} s, {report.skipped} already there, "
-          f"{report.total} needed for resolutions {','.join(map(str, wanted))}; {report.retimed} noisy timings retimed")
+          f"{report.total} needed for resolutions {','.join(map(str, wanted))}; {report.retimed} {what}")
     if reference is not None and args.limit is None:
         table = load_table(out)
         derived = cross_runtime.derive_missing(table, reference, shown_path(ref_path), needed_units(wanted))
@@ -74,6 +75,8 @@ def run_predict(args: argparse.Namespace) -> int:
         out.add_row(name, str(k), f"{ms:.3f}")
     out.add_row("runtime call", "", f"{table.overhead_us / 1000:.3f}")
     c = table.correction
+    if c.bandwidth_gbs:
+        out.caption = f"each unit at least its weights' read time at {c.bandwidth_gbs:g} GB/s (the table's floor)"
     if (c.scale, c.per_unit_us, c.offset_us) != (1.0, 0.0, 0.0):
         n = sum(k for _, _, k in pred.sections)
         out.add_row("correction", "", f"x{c.scale:.3f} {c.per_unit_us * n / 1000:+.3f} {c.offset_us / 1000:+.3f}")
@@ -97,8 +100,9 @@ def run_show(args: argparse.Namespace) -> int:
         print(f"calibrated from {cal.get('from')} ({cal.get('from_table')}): {cal.get('method')} "
               f"x{cal.get('scale')}, leave-one-out fit error {cal.get('fit_error_pct')}% on the probe networks")
     c = table.correction
+    floor = f", weight-read floor {c.bandwidth_gbs:g} GB/s" if c.bandwidth_gbs else ""
     print(f"per-call overhead {table.overhead_us:.1f} us; correction x{c.scale:.4f} {c.per_unit_us:+.1f} us/unit "
-          f"{c.offset_us:+.1f} us ({c.note})")
+          f"{c.offset_us:+.1f} us{floor} ({c.note})")
     derived = sum(e.derived is not None for e in table.entries.values())
     if derived:
         print(f"{derived} entries derived, not timed on the table's machine (each entry says how)")
@@ -139,6 +143,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--derive-from", default="host", metavar="DEVICE|FILE",
                    help="the ONNX Runtime table the untimed LiteRT entries are derived from (default host)")
     b.add_argument("--limit", type=int, help="stop after measuring this many units")
+    b.add_argument("--passes", type=int, choices=(1, 2), default=1,
+                   help="2: time every unit a second time, in shuffled order, keeping the lower median (about twice "
+                        "the build time; for a machine whose speed drifts over minutes: docs/latency.md)")
     b.add_argument("--quiet", action="store_true", help="no progress bar")
     b.set_defaults(func=run_build)
 

@@ -25,12 +25,15 @@ def run(args: argparse.Namespace) -> int:
                           repeats=args.repeats, zoo=args.zoo)
     for name, key in (("LUT (plain sum)", "lut_plain_sum"),
                       ("LUT (corrected, out-of-fold)", "lut_corrected_out_of_fold"),
+                      ("LUT (+ weight floor, out-of-fold)", "lut_floored_out_of_fold"),
                       ("FLOPs line (out-of-fold)", "flops_linear_out_of_fold")):
-        print(f"{name:30s} {_bands(report[key])}  MAPE: {report[key]['mape']:6.2%}  "
+        if key not in report:  # a table whose entries lack weight bytes has no floor to compare
+            continue
+        print(f"{name:33s} {_bands(report[key])}  MAPE: {report[key]['mape']:6.2%}  "
               f"Kendall tau: {report[key]['kendall_tau']:.3f}")
     rep = report["measurement_repeatability"]
     if rep:
-        print(f"{'measurement vs itself':30s} {_bands(rep)}  (two half-measurements of {rep['subnets']} subnets, "
+        print(f"{'measurement vs itself':33s} {_bands(rep)}  (two half-measurements of {rep['subnets']} subnets, "
               f"{rep['timings_per_half']} timing(s) each: the floor of every figure)")
     for r, fig in report["per_resolution"].items():
         noise = fig["measurement_repeatability"]
@@ -40,9 +43,11 @@ def run(args: argparse.Namespace) -> int:
         z = report["zoo"]
         worst = sorted(z["models"], key=lambda m: -abs(m["error_pct"]))[:3]
         print(f"zoo: {z['within_10pct']} of {z['of']} within 10%, {z['within_5pct']} within 5% (worst: "
-              + ", ".join(f"{m['name']} {m['error_pct']:+.1f}%" for m in worst) + ")")
+              + ", ".join(f"{m['name']} {m['error_pct']:+.1f}%" for m in worst) + "); with this run's correction "
+              f"{z['refitted_within_10pct']} / {z['refitted_within_5pct']}")
     c = report["correction"]
-    print(f"correction: x{c['scale']:.4f} {c['per_unit_us']:+.1f} us per unit "
+    floor = f", weight-read floor at {c['bandwidth_gbs']:g} GB/s" if c.get("bandwidth_gbs") else ""
+    print(f"correction: x{c['scale']:.4f} {c['per_unit_us']:+.1f} us per unit{floor} "
           f"({'not used' if not c['used'] else 'not stored' if args.no_store else 'stored'})")
     print(f"report: {out / 'validate.json'}  plot: {out / 'validate.png'}")
     return 0

@@ -12,6 +12,7 @@ single-threaded by default (`--threads 1`), like the end-to-end runs it must pre
 from __future__ import annotations
 
 import multiprocessing as mp
+import random
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -40,6 +41,7 @@ from predictors.latency.table import (
     save_table,
 )
 from predictors.latency.unit_export import SPATIALLY_GENERIC_OPS, export_group, export_key, with_shapes
+from predictors.latency.weights import fill_weight_bytes, unit_weight_bytes
 from search_spaces.hybrid import HybridSpace, default_space
 from search_spaces.presets import PRESETS, PROXY_NUM_CLASSES
 from search_spaces.reference import load_zoo, load_zoo_scaled, zoo_names
@@ -96,12 +98,13 @@ def _export_init() -> None:
     torch.set_num_threads(1)
 
 
-def _export(unit: Unit, runtime: Runtime) -> bytes:
-    return export_group(unit) if runtime == "onnxruntime" else litert.unit_tflite(unit)
+def _export(unit: Unit, runtime: Runtime) -> tuple[bytes, int]:
+    """The unit's graph for `runtime`, and its weight bytes (the same for every unit of its group)."""
+    return (export_group(unit) if runtime == "onnxruntime" else litert.unit_tflite(unit)), unit_weight_bytes(unit)
 
 
-def measure_unit(graph: bytes, unit: Unit, threads: int, policy: RunPolicy, runtime: Runtime = "onnxruntime"
-                 ) -> Entry:
+def measure_unit(graph: bytes, unit: Unit, threads: int, policy: RunPolicy, runtime: Runtime = "onnxruntime",
+                 weight_bytes: int | None = None) -> Entry:
     """Time `unit` from its export group's graph (ONNX: static sizes filled in where it has
     symbolic ones) or from its own .tflite (LiteRT)."""
     if runtime == "litert":
@@ -111,7 +114,7 @@ def measure_unit(graph: bytes, unit: Unit, threads: int, policy: RunPolicy, runt
         session = make_session(onnx, threads)
         timing = time_session(session, random_feeds(session), policy)
     return Entry(**timing.as_dict(), op=unit.op, args=dict(unit.args),
-                 inputs=[None if s is None else list(s) for s in unit.inputs])
+                 inputs=[None if s is None else list(s) for s in unit.inputs], weight_bytes=weight_bytes)
 
 
 def time_units(units: list[Unit], threads: int, policy: RunPolicy, runtime: Runtime = "onnxruntime"
@@ -138,13 +141,13 @@ def time_units(units: list[Unit], threads: int, policy: RunPolicy, runtime: Runt
             if nxt is not None:
                 pending.append((nxt, pool.apply_async(_export, (nxt[0], runtime))))
             try:
-                graph = result.get()
+                graph, weight_bytes = result.get()
             except ConversionError as exc:  # a limit of the converter: recorded, the build goes on
                 for unit in members:
                     yield unit, str(exc)
                 continue
             for unit in members:
-                yield unit, measure_unit(graph, unit, threads, policy, runtime)
+                yield unit, measure_unit(graph, unit, threads, policy, runtime, weight_bytes)
 
 
 @dataclass
@@ -194,9 +197,13 @@ def open_or_create(path: Path, device: str, threads: int, resolutions: list[int]
 def build_table(path: Path, device: str = "host", threads: int = 1, resolutions: list[int] | None = None,
                 policy: RunPolicy = DEFAULT_POLICY, limit: int | None = None,
                 progress: Callable[[int, int], None] | None = None,
-                units: dict[str, Unit] | None = None, runtime: Runtime = "onnxruntime") -> BuildReport:
+                units: dict[str, Unit] | None = None, runtime: Runtime = "onnxruntime", passes: int = 1
+                ) -> BuildReport:
     """Measure the missing units into `path` with `runtime`; `limit` stops after that many; `units`
-    replaces the default set (the space and zoo at `resolutions`), e.g. one model's units."""
+    replaces the default set (the space and zoo at `resolutions`), e.g. one model's units; with
+    `passes` 2, every unit is timed a second time (`retime`)."""
+    if passes not in (1, 2):
+        raise ParameterError("passes", f": expected 1 or 2, got {passes}")
     if device != "host":
         raise ParameterError("device", f": only 'host' can be measured on this machine, not {device!r} "
                         "(a phone's table is measured with `nas latency pack` / `nas latency import`)")
@@ -221,19 +228,26 @@ def build_table(path: Path, device: str = "host", threads: int = 1, resolutions:
             save_table(table, path)
         if progress:
             progress(done, len(todo))
+    fill_weight_bytes(table)  # entries of a build from before they were counted
     save_table(table, path)
-    retimed = retime_noisy(table, path, threads, policy, units)
+    retimed = retime(table, path, threads, policy, units, every=passes == 2 and limit is None)
     return BuildReport(path, done, len(units) - len(missing), len(units), time.perf_counter() - start, retimed)
 
 
-def retime_noisy(table: LatencyTable, path: Path, threads: int, policy: RunPolicy, units: dict[str, Unit]) -> int:
+def retime(table: LatencyTable, path: Path, threads: int, policy: RunPolicy, units: dict[str, Unit],
+           every: bool = False, seed: int = 0) -> int:
     """Time again every entry whose spread shows interference (a neighbour's burst can raise a
-    whole timing window), keeping the lower median: interference only ever adds time. An entry
-    retimed once is not retimed again on a later run, so the pass ends."""
-    noisy = [u for k, u in units.items() if k in table.entries and not table.entries[k].retimed
-             and table.entries[k].p90 > NOISY_SPREAD * table.entries[k].p10]
+    whole timing window) - or, `every`, every entry, in a shuffled order (`seed`): units are first
+    timed sorted by key, so one family's units share the same few minutes, and a machine whose
+    speed drifts over minutes gives them one bias; a second timing at another moment breaks the
+    tie - keeping the lower median: interference only ever adds time. An entry retimed once is not
+    retimed again on a later run, so the pass ends (and resumes after a kill)."""
+    todo = [u for k, u in units.items() if k in table.entries and not table.entries[k].retimed
+            and (every or table.entries[k].p90 > NOISY_SPREAD * table.entries[k].p10)]
+    if every:
+        random.Random(seed).shuffle(todo)
     journal = journal_path(path)
-    for unit, again in time_units(noisy, threads, policy, table.runtime):
+    for unit, again in time_units(todo, threads, policy, table.runtime):
         if isinstance(again, str):  # converted the first time: a second failure changes nothing
             continue
         old = table.entries[unit.key]
@@ -241,4 +255,4 @@ def retime_noisy(table: LatencyTable, path: Path, threads: int, policy: RunPolic
         table.entries[unit.key] = best.model_copy(update={"retimed": True})
         append_journal(journal, unit.key, table.entries[unit.key])
     save_table(table, path)
-    return len(noisy)
+    return len(todo)

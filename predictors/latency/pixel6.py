@@ -171,7 +171,7 @@ def scaled_entry(e: Entry, a: float, ops: set[str]) -> Entry:
     """A host entry on the estimated device: its timings times `a`, flagged `extrapolated` when no
     calibration model has its op; a derived host entry stays marked derived."""
     return Entry(us=e.us * a, p10=e.p10 * a, p90=e.p90 * a, n=e.n, op=e.op, args=e.args, inputs=e.inputs,
-                 extrapolated=e.op not in ops, derived=e.derived)
+                 extrapolated=e.op not in ops, derived=e.derived, weight_bytes=e.weight_bytes)
 
 
 def estimate_table(host: LatencyTable, host_source: str, anchors: Sequence[Anchor] = ANCHORS,
@@ -205,7 +205,8 @@ def estimate_table(host: LatencyTable, host_source: str, anchors: Sequence[Ancho
     })
     correction = Correction(
         scale=host.correction.scale, per_unit_us=a * host.correction.per_unit_us,
-        offset_us=a * host.correction.offset_us, fitted_on=len(anchors),
+        offset_us=a * host.correction.offset_us, bandwidth_gbs=host.correction.bandwidth_gbs / a,
+        fitted_on=len(anchors),
         note=f"estimate: a * (host prediction) with a={a:.4g}; the published pipelines add b={estimate['b_ms']:.4g} ms "
              f"(host correction: {host.correction.note})")
     return LatencyTable(device=DEVICE, kind="estimated", cpu="Google Tensor (Pixel 6), estimated",

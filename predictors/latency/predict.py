@@ -1,10 +1,11 @@
 """Predicted latency of an architecture from a device table.
 
-prediction = scale * (sum over units of (entry - per-call overhead) + one overhead)
-             + per_unit * units + offset
+prediction = scale * (sum over units of cost + one overhead) + per_unit * units + offset
+cost       = max(entry - per-call overhead, weight bytes / bandwidth)
 
-The per-call overhead is in every unit's measurement but paid once per inference; scale and
-offset are the table's validated correction (identity until `nas latency validate` fits one).
+The per-call overhead is in every unit's measurement but paid once per inference; scale, per_unit,
+offset and bandwidth are the table's validated correction (identity until `nas latency validate`
+fits one; no bandwidth: no weight-read floor, `weights.py` says why there is one).
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 from nas.arch.schema import ArchConfig
 from nas.blocks.units import arch_sections
 from nas.errors import UserError
-from predictors.latency.table import LatencyTable
+from predictors.latency.table import Entry, LatencyTable
 
 
 @dataclass(frozen=True)
@@ -41,28 +42,44 @@ class Prediction:
         return f"{self.ms:.3f} ms on {self.device} ({kind}{note})"
 
 
-def predict(arch: ArchConfig, table: LatencyTable, breakdown: bool = False) -> Prediction:
-    """Predicted latency of `arch`; a unit missing from the table is a UserError naming it."""
-    overhead = table.overhead_us
-    entries = table.entries
-    total_us, sections, count, derived = 0.0, [], 0, 0
+def floor_us(weight_bytes: int | None, bandwidth_gbs: float) -> float:
+    """Microseconds to read `weight_bytes` at `bandwidth_gbs` GB/s (0 without a bandwidth or a count)."""
+    if not bandwidth_gbs or weight_bytes is None:
+        return 0.0
+    return weight_bytes / (bandwidth_gbs * 1e3)
+
+
+def arch_entries(arch: ArchConfig, table: LatencyTable) -> list[tuple[str, list[Entry]]]:
+    """The table's entry of every unit of `arch`, by section; a unit missing from the table is a
+    UserError naming it."""
+    found = []
     for name, units in arch_sections(arch):
-        count += len(units)
-        us = 0.0
-        for unit in units:
-            entry = entries.get(unit.key)
+        entries = [table.entries.get(u.key) for u in units]
+        for unit, entry in zip(units, entries):
             if entry is None:
                 raise UserError(
                     f"{table.label} table has no entry for unit {unit.key} (at {arch.resolution} px); add it with "
                     f"`nas latency build --device host --resolutions {arch.resolution}`")
-            us += entry.us - overhead
-            derived += entry.derived is not None
-        total_us += us
-        if breakdown:
-            sections.append((name, us / 1000, len(units)))
-    plain = total_us + overhead
+        found.append((name, entries))
+    return found
+
+
+def predict(arch: ArchConfig, table: LatencyTable, breakdown: bool = False) -> Prediction:
+    """Predicted latency of `arch` (`plain_ms`: the bare sum, before floor and correction)."""
+    overhead = table.overhead_us
     c = table.correction
-    corrected = c.scale * plain + c.per_unit_us * count + c.offset_us
+    plain, floored, sections, count, derived = overhead, overhead, [], 0, 0
+    for name, entries in arch_entries(arch, table):
+        count += len(entries)
+        us = 0.0
+        for entry in entries:
+            plain += entry.us - overhead
+            us += max(entry.us - overhead, floor_us(entry.weight_bytes, c.bandwidth_gbs))
+            derived += entry.derived is not None
+        floored += us
+        if breakdown:
+            sections.append((name, us / 1000, len(entries)))
+    corrected = c.scale * floored + c.per_unit_us * count + c.offset_us
     estimate = table.estimate or {}
     return Prediction(corrected / 1000, plain / 1000, table.device, table.kind, sections,
                       estimate.get("error_pct"), estimate.get("pipeline_ms"), table, derived)

@@ -20,30 +20,19 @@ from pathlib import Path
 from typing import Any
 
 from nas.atomic import atomic_write
-from nas.blocks.units import Unit
 from nas.errors import UserError
 from nas.safezip import safe_extract
 from predictors.latency import litert
 from predictors.latency.build import needed_units
 from predictors.latency.measure import overhead_model
 from predictors.latency.table import RUNTIME_NAMES, Entry, LatencyTable, Runtime
-from predictors.latency.unit_export import unit_onnx
+from predictors.latency.unit_export import entry_unit, unit_onnx
 
 PACK_SCHEMA = "hybrid-nas/probe-pack/v1"
 OVERHEAD_KEY = "__overhead__"
 COLUMNS = ("key", "median_us", "p10_us", "p90_us", "runs")
 DATA = Path(__file__).parent / "data"
 README = {"onnxruntime": "probe_README.md", "litert": "probe_README_litert.md"}  # the pack's README.md, per runtime
-
-
-def _tuples(value: Any) -> Any:
-    """JSON lists back to the tuples units are built with (LeViT grids, shapes)."""
-    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
-
-
-def entry_unit(entry: Entry) -> Unit:
-    return Unit.make(entry.op, [None if s is None else tuple(s) for s in entry.inputs],
-                     **{k: _tuples(v) for k, v in entry.args.items()})
 
 
 def select_keys(table: LatencyTable, resolutions: Iterable[int] | None = None, limit: int | None = None) -> list[str]:

@@ -44,29 +44,39 @@ class Entry(BaseModel):
     args: dict[str, Any]
     inputs: list[list[int] | None]
     extrapolated: bool = Field(False, description="estimated tables: no calibration model has this kind of unit")
-    retimed: bool = Field(False, description="timed twice (the first timing was noisy); the lower median kept")
+    retimed: bool = Field(False, description="timed twice (the first timing was noisy, or the build made two "
+                                             "passes); the lower median kept")
     derived: dict[str, Any] | None = Field(
         None, description="not timed on the table's machine: derived from the timed entry `from` by a ratio "
                           "measured elsewhere (predictors/latency/derive.py says how); predictions using it say so")
+    weight_bytes: int | None = Field(
+        None, ge=0, description="bytes of the unit's weights in inference form (fp32): inside a network a unit "
+                                "reads them from memory, not from the cache it kept warm when timed alone "
+                                "(predictors/latency/weights.py)")
 
     @model_serializer(mode="wrap")
-    def _omit_unset_derived(self, handler: Any) -> dict[str, Any]:
-        data = handler(self)  # a timed entry is written as before the field existed
-        if data.get("derived") is None:
-            data.pop("derived", None)
+    def _omit_unset(self, handler: Any) -> dict[str, Any]:
+        data = handler(self)  # an entry is written as before these fields existed while they are unset
+        for name in ("derived", "weight_bytes"):
+            if data.get(name) is None:
+                data.pop(name, None)
         return data
 
 
 class Correction(BaseModel):
-    """measured end-to-end = scale * (sum of unit timings less per-call overheads + one overhead)
-    + per_unit_us * (number of units) + offset_us, fitted by `nas latency validate` where the plain
-    sum is biased. The per-unit term is what a network pays between its units and a unit timed
-    alone does not (residual additions, layout changes, cold inputs): it matters for small nets."""
+    """measured end-to-end = scale * (sum of unit costs + one overhead) + per_unit_us * (number of
+    units) + offset_us, fitted by `nas latency validate` where the plain sum is biased. A unit's
+    cost is its timing less the per-call overhead - or, with a bandwidth, at least the time to read
+    its weights at `bandwidth_gbs` (a unit timed alone in a loop finds its weights in cache; inside
+    a network the other units' weights have evicted them: docs/latency.md, Outliers). The per-unit
+    term is what a network pays between its units and a unit timed alone does not (residual
+    additions, layout changes, cold inputs): it matters for small nets."""
 
     model_config = ConfigDict(extra="forbid")
     scale: float = 1.0
     per_unit_us: float = 0.0
     offset_us: float = 0.0
+    bandwidth_gbs: float = Field(0.0, ge=0, description="the weight-read floor's memory bandwidth; 0: no floor")
     fitted_on: int = 0
     note: str = "none fitted: prediction is the plain sum"
 

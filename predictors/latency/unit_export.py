@@ -11,6 +11,8 @@ checks every generic op against PyTorch at a second size.
 """
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -35,6 +37,17 @@ class UnitGraph(nn.Module):
     def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
         it = iter(tensors)
         return self.module(*(next(it) if p else None for p in self.present))
+
+
+def _tuples(value: Any) -> Any:
+    """JSON lists back to the tuples units are built with (LeViT grids, shapes)."""
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
+
+
+def entry_unit(entry: Any) -> Unit:
+    """The unit a table entry (`table.Entry`: op, args, input shapes) was timed from."""
+    return Unit.make(entry.op, [None if s is None else tuple(s) for s in entry.inputs],
+                     **{k: _tuples(v) for k, v in entry.args.items()})
 
 
 def unit_module(unit: Unit, seed: int = 0) -> nn.Module:

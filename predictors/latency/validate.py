@@ -17,7 +17,9 @@ Two predictors are compared on the same samples, both out-of-fold (2-fold: fitte
 scored on the other, so neither is graded on what it was fitted on):
 - the table: the plain sum of units (less per-call overheads, plus one), then a linear
   correction `scale * sum + per_unit * units` where the plain sum is biased (work between units,
-  cache effects); the correction fitted on all samples is stored in the table;
+  cache effects) - with each unit's cost first raised to its weight-read floor at the bandwidth
+  of `BANDWIDTHS_GBS` that fits the training half best (none among them: no floor; `weights.py`),
+  where the table's entries carry weight bytes; the correction fitted on all samples is stored;
 - the baseline users would otherwise use: latency linearly fitted on fvcore FLOPs.
 """
 from __future__ import annotations
@@ -44,12 +46,13 @@ from nas.profile import profile_arch
 from predictors.latency import litert
 from predictors.latency.machine import cpu_model, here
 from predictors.latency.measure import RunPolicy, Timing, make_session, network_onnx, random_feeds, time_session
-from predictors.latency.predict import predict
-from predictors.latency.table import Correction, LatencyTable, Runtime, save_table
+from predictors.latency.predict import arch_entries, floor_us, predict
+from predictors.latency.table import Correction, Entry, LatencyTable, Runtime, save_table
 from search_spaces.hybrid import HybridSpace
 from search_spaces.reference import load_zoo, zoo_names
 
 E2E_POLICY = RunPolicy(warmup=10, min_runs=30, min_seconds=0.3, max_runs=1000)
+BANDWIDTHS_GBS = (0.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0, 32.0)  # 0.0: no weight-read floor
 
 
 @dataclass(frozen=True)
@@ -164,6 +167,33 @@ def out_of_fold(features: np.ndarray, y: np.ndarray) -> np.ndarray:
     return pred
 
 
+def floored_sums(entries: list[Entry], overhead_us: float, bandwidths: tuple[float, ...] = BANDWIDTHS_GBS
+                 ) -> np.ndarray | None:
+    """The plain sum in ms (one overhead, each unit's timing less it) with each unit raised to its
+    weight-read floor, at each bandwidth; None where an entry lacks its weight bytes."""
+    if any(e.weight_bytes is None for e in entries):
+        return None
+    cost = np.array([e.us - overhead_us for e in entries])
+    floors = np.array([[floor_us(e.weight_bytes, bw) for e in entries] for bw in bandwidths])
+    return (np.maximum(cost[None, :], floors).sum(axis=1) + overhead_us) / 1000
+
+
+def select_out_of_fold(candidates: list[np.ndarray], y: np.ndarray) -> tuple[np.ndarray, int]:
+    """2-fold predictions where each half's model is the candidate feature set (with its linear
+    fit) that fits the other half best by mean relative error; and the candidate best on all."""
+    def fit_error(features: np.ndarray, idx: np.ndarray) -> float:
+        pred = features[idx] @ fit_relative(features[idx], y[idx])
+        return float(np.mean(np.abs(pred - y[idx]) / y[idx]))
+
+    pred, idx = np.empty_like(y), np.arange(len(y))
+    for k in (0, 1):
+        test, train = idx % 2 == k, idx % 2 != k
+        best = min(candidates, key=lambda f: fit_error(f, train))
+        pred[test] = best[test] @ fit_relative(best[train], y[train])
+    chosen = min(range(len(candidates)), key=lambda i: fit_error(candidates[i], idx))
+    return pred, chosen
+
+
 def metrics(pred: np.ndarray, measured: np.ndarray) -> dict[str, float | None]:
     """Shares within ±5% / ±10%, mean/max abs and mean signed relative error, Kendall tau (None
     under 3 points, where a rank correlation says nothing)."""
@@ -216,34 +246,47 @@ def per_resolution(samples: list[Sample], lut: np.ndarray, flops: np.ndarray) ->
     return found
 
 
-def evaluate(samples: list[Sample]) -> dict[str, Any]:
-    """Figures for the plain sum, the corrected table and the FLOPs line; which correction to keep;
-    and the measurement's own repeatability, the floor under all of them - overall and per resolution."""
+def evaluate(samples: list[Sample], floored: np.ndarray | None = None) -> dict[str, Any]:
+    """Figures for the plain sum, the linearly corrected table, the same with the weight-read floor
+    (where `floored` gives each sample's `floored_sums`) and the FLOPs line; which of the table's
+    three to keep (the lowest out-of-fold mean error); and the measurement's own repeatability, the
+    floor under all of them - overall and per resolution."""
     if len(samples) < 4:
         raise ParameterError("samples", f": need at least 4 samples to fit and check a correction, got {len(samples)}")
     plain = np.array([s.plain_ms for s in samples])
     measured = np.array([s.measured_ms for s in samples])
-    lut_features = np.stack([plain, [s.units for s in samples]], axis=1)
+    units = np.array([float(s.units) for s in samples])
+    lut_features = np.stack([plain, units], axis=1)
     flops_features = np.stack([[float(s.flops) for s in samples], np.ones(len(samples))], axis=1)
     corrected = out_of_fold(lut_features, measured)
     flops_pred = out_of_fold(flops_features, measured)
-    scale, per_unit_ms = fit_relative(lut_features, measured)
     plain_m, corrected_m = metrics(plain, measured), metrics(corrected, measured)
-    use = corrected_m["mape"] < plain_m["mape"]
+    best, best_m, features, bandwidth, extra = corrected, corrected_m, lut_features, 0.0, {}
+    if floored is not None:
+        candidates = [np.stack([floored[:, j], units], axis=1) for j in range(len(BANDWIDTHS_GBS))]
+        with_floor, chosen = select_out_of_fold(candidates, measured)
+        floor_m = metrics(with_floor, measured)
+        extra = {"lut_floored_out_of_fold": floor_m, "bandwidths_tried_gbs": list(BANDWIDTHS_GBS)}
+        if floor_m["mape"] < corrected_m["mape"]:
+            best, best_m, features, bandwidth = with_floor, floor_m, candidates[chosen], BANDWIDTHS_GBS[chosen]
+    scale, per_unit_ms = fit_relative(features, measured)
+    use = best_m["mape"] < plain_m["mape"]
+    lut, lut_m = (best, best_m) if use else (plain, plain_m)
     rep = repeatability(samples)
     return {
         "samples": len(samples),
         "lut_plain_sum": plain_m,
         "lut_corrected_out_of_fold": corrected_m,
+        **extra,
         "flops_linear_out_of_fold": metrics(flops_pred, measured),
         "correction": {"scale": float(scale) if use else 1.0,
                        "per_unit_us": float(per_unit_ms) * 1000 if use else 0.0, "fitted_on": len(samples),
-                       "used": use},
-        "lut": corrected_m if use else plain_m,
+                       "bandwidth_gbs": bandwidth if use else 0.0, "used": use},
+        "lut": lut_m,
         "measurement_repeatability": rep,
-        "lut_vs_measurement_noise": against_noise(corrected_m if use else plain_m, rep),
-        "per_resolution": per_resolution(samples, corrected if use else plain, flops_pred),
-        "_series": {"measured": measured, "lut": corrected if use else plain, "flops": flops_pred},
+        "lut_vs_measurement_noise": against_noise(lut_m, rep),
+        "per_resolution": per_resolution(samples, lut, flops_pred),
+        "_series": {"measured": measured, "lut": lut, "flops": flops_pred},
     }
 
 
@@ -277,13 +320,21 @@ def plot(result: dict[str, Any], table: LatencyTable, path: Path) -> None:
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
 
 
-def zoo_report(archs: list[ArchConfig], samples: list[Sample], predicted_ms: list[float]) -> dict[str, Any]:
-    """Each zoo model's measurement (and its timings' spread) against the table's prediction."""
+def zoo_report(archs: list[ArchConfig], samples: list[Sample], predicted_ms: list[float],
+               refitted_ms: list[float]) -> dict[str, Any]:
+    """Each zoo model's measurement (and its timings' spread) against the table's prediction as it
+    stands, and with the correction this run fitted on the subnets (the zoo is no part of that fit)."""
+    def err(p: float, s: Sample) -> float:
+        return round(100 * (p / s.measured_ms - 1), 2)
+
     rows = [{"name": a.name, "resolution": a.resolution, "measured_ms": s.measured_ms, "medians_ms": list(s.medians_ms),
-             "predicted_ms": round(p, 4), "error_pct": round(100 * (p / s.measured_ms - 1), 2)}
-            for a, s, p in zip(archs, samples, predicted_ms)]
+             "predicted_ms": round(p, 4), "error_pct": err(p, s),
+             "refitted_ms": round(q, 4), "refitted_error_pct": err(q, s)}
+            for a, s, p, q in zip(archs, samples, predicted_ms, refitted_ms)]
     return {"models": rows, "within_10pct": sum(abs(r["error_pct"]) <= 10 for r in rows),
             "within_5pct": sum(abs(r["error_pct"]) <= 5 for r in rows), "of": len(rows),
+            "refitted_within_10pct": sum(abs(r["refitted_error_pct"]) <= 10 for r in rows),
+            "refitted_within_5pct": sum(abs(r["refitted_error_pct"]) <= 5 for r in rows),
             "measurement_repeatability": repeatability(samples)}
 
 
@@ -301,9 +352,13 @@ def validate(table: LatencyTable, table_path: Path, n: int, seed: int, out_dir: 
     timed = collect(table, archs + extra, out_dir / "samples.jsonl", repeats, progress)
     samples = [replace(s, plain_ms=p.plain_ms, units=len(arch_units(a)))
                for s, p, a in zip(timed[:len(archs)], preds, archs)]
-    result = evaluate(samples)
+    sums = [floored_sums([e for _, es in arch_entries(a, table) for e in es], table.overhead_us) for a in archs]
+    result = evaluate(samples, None if any(x is None for x in sums) else np.stack(sums))
     if zoo:
-        result["zoo"] = zoo_report(extra, timed[len(archs):], [p.ms for p in preds[len(archs):]])
+        fitted = table.model_copy(update={"correction": correction_of(result, "validate (this run)")}) \
+            if result["correction"]["used"] else table
+        result["zoo"] = zoo_report(extra, timed[len(archs):], [p.ms for p in preds[len(archs):]],
+                                   [predict(a, fitted).ms for a in extra])
     plot(result, table, out_dir / "validate.png")
     series = result.pop("_series")
     report = {"table": str(table_path), "device": table.device, "timings_per_subnet": repeats, "kind": table.kind,
@@ -319,13 +374,20 @@ def validate(table: LatencyTable, table_path: Path, n: int, seed: int, out_dir: 
     return report
 
 
+def correction_of(result: dict[str, Any], by: str) -> Correction:
+    """`evaluate`'s chosen correction as a table's."""
+    c = result["correction"]
+    floor = f", weight-read floor at {c['bandwidth_gbs']:g} GB/s" if c.get("bandwidth_gbs") else ""
+    return Correction(
+        scale=c["scale"], per_unit_us=c["per_unit_us"], bandwidth_gbs=c.get("bandwidth_gbs", 0.0),
+        fitted_on=c["fitted_on"],
+        note=(f"fitted by {by}: the plain sum was biased{floor}" if c["used"]
+              else "none: the plain sum was not improved by a linear correction"))
+
+
 def store_correction(table: LatencyTable, table_path: Path, result: dict[str, Any], by: str) -> None:
     """Write `evaluate`'s chosen correction and headline figures into the table file."""
-    c = result["correction"]
-    table.correction = Correction(
-        scale=c["scale"], per_unit_us=c["per_unit_us"], fitted_on=c["fitted_on"],
-        note=(f"fitted by {by}: the plain sum was biased" if c["used"]
-              else "none: the plain sum was not improved by a linear correction"))
+    table.correction = correction_of(result, by)
     table.validation = {k: round(v, 4) for k, v in result["lut"].items()} | {
         "samples": result["samples"], "flops_baseline_within_10pct": round(
             result["flops_linear_out_of_fold"]["within_10pct"], 4)}
