@@ -11,7 +11,12 @@ samples' archs are redrawn from the seed, their unit sums read from the table):
   +params           and the parameter count (weights re-read from memory end to end, while each
                     unit was timed alone with its weights in cache);
   per-family        one scale per block family's share of the sum (fusion differs by family), + units;
-  per-resolution    one scale per input resolution, + units (the error is worst at 64 px).
+  per-resolution    one scale per input resolution, + units (the error is worst at 64 px);
+  scale+unit+MB     the shipped correction + a cost per MB of weights (the deploy-form bytes each
+                    entry carries: weights.py);
+  weights           what `nas latency validate` now fits where entries carry weight bytes: each
+                    unit raised to a weight-read floor at the bandwidth each fold picks, + units
+                    + MB of weights.
 
 Each is scored out of fold (2-fold, as `validate` scores the shipped one), on each journal.
 Writes benchmarks/results/latency_corrections.json.
@@ -34,8 +39,18 @@ sys.path.insert(0, str(ROOT))
 from nas.atomic import atomic_write_text, read_json_lines  # noqa: E402
 from nas.blocks.units import arch_units  # noqa: E402
 from nas.profile import profile_arch  # noqa: E402
+from predictors.latency.predict import arch_entries  # noqa: E402
 from predictors.latency.table import load_table  # noqa: E402
-from predictors.latency.validate import machine_info, metrics, out_of_fold, sample_archs  # noqa: E402
+from predictors.latency.validate import (  # noqa: E402
+    BANDWIDTHS_GBS,
+    floored_sums,
+    machine_info,
+    metrics,
+    out_of_fold,
+    sample_archs,
+    select_out_of_fold,
+    weight_mb,
+)
 
 RESULTS = ROOT / "benchmarks" / "results"
 JOURNALS = (RESULTS / "latency_host_samples" / "samples.jsonl", RESULTS / "latency_host_recheck" / "samples.jsonl")
@@ -44,6 +59,14 @@ JOURNALS = (RESULTS / "latency_host_samples" / "samples.jsonl", RESULTS / "laten
 def family_of(unit_key: str) -> str:
     """'former.down(cin=...)@...' -> 'former'."""
     return unit_key.split("(")[0].split(".")[0]
+
+
+def weight_candidates(table, archs) -> list[np.ndarray]:
+    """validate's weight-term design matrices, one per bandwidth of BANDWIDTHS_GBS."""
+    entries = [[e for _, es in arch_entries(a, table) for e in es] for a in archs]
+    floored = np.stack([floored_sums(es, table.overhead_us) for es in entries])
+    units, mb = np.array([len(es) for es in entries], float), np.array([weight_mb(es) for es in entries])
+    return [np.stack([floored[:, j], units, mb], 1) for j in range(len(BANDWIDTHS_GBS))]
 
 
 def feature_sets(table, archs) -> dict[str, np.ndarray]:
@@ -70,6 +93,7 @@ def feature_sets(table, archs) -> dict[str, np.ndarray]:
         "scale+unit+params": np.stack([plain, units, params], 1),
         "per-family": np.column_stack([[[s[f] for f in families] for s in shares], units]),
         "per-resolution": np.column_stack([by_resolution, units]),
+        "scale+unit+MB": np.stack([plain, units, weight_candidates(table, archs)[0][:, 2]], 1),
     }
 
 
@@ -96,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
         for name, x in features.items():
             pred = x[:, 0] if name == "plain" else out_of_fold(x, measured)
             scores[name] = {k: round(v, 4) for k, v in metrics(pred, measured).items()}
+        pred, chosen = select_out_of_fold(weight_candidates(table, archs), measured)
+        scores["weights"] = {k: round(v, 4) for k, v in metrics(pred, measured).items()}
+        scores["weights"]["bandwidth_gbs_on_all"] = BANDWIDTHS_GBS[chosen]
         report["journals"][str(journal.relative_to(ROOT))] = scores
         print(journal.relative_to(ROOT))
         for name, m in scores.items():

@@ -31,6 +31,8 @@ Writes benchmarks/results/latency_outliers.json.
 
     python benchmarks/latency_outliers.py                  # ~4 min on a 2-core VM, one thread
     python benchmarks/latency_outliers.py --tiny --out T.json   # seconds (smoke test; measures nothing)
+    python benchmarks/latency_outliers.py --worst 0 --best 0 --zoo mobile_former_26m,repvit_m0_9 \
+        --out benchmarks/results/latency_outliers_zoo.json      # the same analysis of zoo models
 """
 from __future__ import annotations
 
@@ -53,11 +55,12 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from reporting import TINY_TIMING, machine, repo_path  # noqa: E402
 
 from nas.atomic import atomic_write_text, read_json_lines  # noqa: E402
-from nas.blocks.units import Unit, arch_sections  # noqa: E402
+from nas.blocks.units import Unit, arch_sections, arch_units  # noqa: E402
 from predictors.latency.measure import RunPolicy, call_overhead_us, make_session, random_feeds  # noqa: E402
 from predictors.latency.predict import predict  # noqa: E402
 from predictors.latency.table import load_table  # noqa: E402
 from predictors.latency.validate import E2E_POLICY, machine_info, sample_archs  # noqa: E402
+from search_spaces.reference import load_zoo  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 JOURNALS = ("latency_host_samples", "latency_host_recheck")  # the shipped table's validation runs (seed 0, 100)
@@ -363,6 +366,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--best", type=int, default=3)
     ap.add_argument("--passes", type=int, default=3)
     ap.add_argument("--profile-runs", type=int, default=30)
+    ap.add_argument("--zoo", default="", metavar="NAME,...",
+                    help="also measure these reference-zoo models (at their own resolution) the same way")
     ap.add_argument("--tiny", action="store_true", help="one worst and one best subnet, a few runs (smoke test)")
     ap.add_argument("--out", type=Path, default=RESULTS / "latency_outliers.json")
     args = ap.parse_args(argv)
@@ -375,23 +380,29 @@ def main(argv: list[str] | None = None) -> int:
     first = data[JOURNALS[0]]
     picked = [("worst", s) for s in first["worst"][:args.worst]] + [("best", s) for s in first["best"][:args.best]]
     archs = {a.arch_hash(): a for a in sample_archs(table, args.samples, args.seed)}
+    for name in filter(None, args.zoo.split(",")):
+        arch = load_zoo(name)
+        archs[arch.arch_hash()] = arch
+        picked.append(("zoo", {"arch_hash": arch.arch_hash(), "units": len(arch_units(arch)), "name": name,
+                               "plain_err_pct": None}))
     overhead = call_overhead_us(1).median_us if not args.tiny else 0.0
     measured = []
     for i, (kind, s) in enumerate(picked):
         arch = archs[s["arch_hash"]]
-        print(f"[{i + 1}/{len(picked)}] {kind} {s['arch_hash']} {arch.resolution} px, {s['units']} units", flush=True)
+        label = s.get("name", s["arch_hash"])
+        print(f"[{i + 1}/{len(picked)}] {kind} {label} {arch.resolution} px, {s['units']} units", flush=True)
         row = paired(arch, policy, e2e_policy, args.passes, overhead)
         dyn, static, unit_models, names = row.pop("_graphs")
         row["in_context_profile"] = in_context(static, unit_models, names, args.profile_runs)
         row["graphs"] = graphs(dyn, static, unit_models)
-        measured.append({"kind": kind, "arch_hash": s["arch_hash"], "resolution": arch.resolution,
-                         "committed_plain_err_pct": s["plain_err_pct"], **row})
+        measured.append({"kind": kind, "name": s.get("name"), "arch_hash": s["arch_hash"],
+                         "resolution": arch.resolution, "committed_plain_err_pct": s["plain_err_pct"], **row})
         print(f"   e2e {row['e2e_us']:.0f} us, static {row['e2e_static_us']:.0f}, units {row['units_sum_us']:.0f} "
               f"chained {row['units_chained_sum_us']:.0f} "
               f"({row['units_sum_err_pct']:+.1f}%), in context {row['units_context_sum_us']:.0f} "
               f"({row['units_context_err_pct']:+.1f}%)", flush=True)
     summary = {}
-    for kind in ("worst", "best"):
+    for kind in ("worst", "best", "zoo"):
         rows = [m for m in measured if m["kind"] == kind]
         if rows:
             summary[kind] = {k: float(np.median([m[k] for m in rows]))
@@ -399,7 +410,8 @@ def main(argv: list[str] | None = None) -> int:
                                        "units_sum_vs_static_pct", "units_chained_vs_static_pct",
                                        "units_context_vs_static_pct")}
     report = {"command": "python benchmarks/latency_outliers.py" + (" --tiny" if args.tiny else "")
-                         + f" --worst {args.worst} --best {args.best} --passes {args.passes}",
+                         + f" --worst {args.worst} --best {args.best} --passes {args.passes}"
+                         + (f" --zoo {args.zoo}" if args.zoo else ""),
               "tiny": args.tiny, "table": repo_path(args.table), "journals": list(JOURNALS),
               "overhead_us_here": round(overhead, 2), "committed": data, "roofline_rescored": roof,
               "measured_here": measured,

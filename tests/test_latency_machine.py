@@ -159,9 +159,10 @@ def test_calibrate_recovers_a_known_scale_from_a_doctored_table(tmp_path):
     slow.overhead_us *= k
     slow.entries = {key: e.model_copy(update={"us": e.us * k, "p10": e.p10 * k, "p90": e.p90 * k})
                     for key, e in slow.entries.items()}
-    slow.correction = slow.correction.model_copy(update={"bandwidth_gbs": 4.0})  # its memory 2.5x slower too
+    slow.correction = slow.correction.model_copy(update={"bandwidth_gbs": 4.0, "per_mb_us": 50.0})  # memory too
     table = calibrate(slow, tmp_path / "slow.json", mine=here(1))
     assert table.correction.bandwidth_gbs == pytest.approx(4.0 * k, rel=1e-4)
+    assert table.correction.per_mb_us == pytest.approx(50.0 / k, rel=1e-4)
     cal = table.calibration
     assert cal["method"] == "one scale" and cal["reference"] == "probe"
     assert cal["scale"] == pytest.approx(1 / k, rel=1e-4) and cal["fit_error_pct"] < 0.01

@@ -14,7 +14,7 @@ from nas.profile import deploy_copy
 from predictors.latency.predict import floor_us, predict
 from predictors.latency.table import Correction, Entry, load_table, save_table
 from predictors.latency.unit_export import entry_unit
-from predictors.latency.validate import BANDWIDTHS_GBS, Sample, evaluate, floored_sums
+from predictors.latency.validate import BANDWIDTHS_GBS, Sample, evaluate, floored_sums, weight_mb
 from predictors.latency.weights import fill_weight_bytes, main, unit_weight_bytes
 
 
@@ -73,40 +73,64 @@ def test_the_floor_raises_a_unit_only_where_reading_its_weights_takes_longer(tin
     assert predict(arch, fast_memory).ms == pytest.approx(plain.ms)
 
 
-def _floored_samples(bandwidth_gbs: float) -> tuple[list[Sample], np.ndarray]:
-    """Made-up networks whose true latency is 1.02 x (units raised to their floor at `bandwidth_gbs`)."""
+def _weighed_samples(bandwidth_gbs: float, per_mb_ms: float = 0.0) -> tuple[list[Sample], np.ndarray, np.ndarray]:
+    """Made-up networks whose true latency is 1.02 x (units raised to their floor at `bandwidth_gbs`)
+    + `per_mb_ms` per MB of weights; with their floored sums and weight MB."""
     rng = np.random.default_rng(0)
-    samples, sums = [], []
+    samples, sums, mbs = [], [], []
     for i in range(60):
         n = int(rng.integers(8, 40))
         entries = [Entry(us=float(us), p10=float(us), p90=float(us), n=1, op="x", args={}, inputs=[],
                          weight_bytes=int(wb))
                    for us, wb in zip(rng.uniform(20, 400, n), rng.lognormal(13, 1.5, n))]
-        floored = floored_sums(entries, 10.0)
-        truth = 1.02 * floored[BANDWIDTHS_GBS.index(bandwidth_gbs)]
+        floored, mb = floored_sums(entries, 10.0), weight_mb(entries)
+        truth = 1.02 * floored[BANDWIDTHS_GBS.index(bandwidth_gbs)] + per_mb_ms * mb
         samples.append(Sample(f"h{i}", 64, int(1e7 * floored[0]), float(floored[0]), truth, truth, truth, units=n))
         sums.append(floored)
-    return samples, np.stack(sums)
+        mbs.append(mb)
+    return samples, np.stack(sums), np.array(mbs)
 
 
 def test_validation_finds_the_bandwidth_out_of_fold_and_stores_it():
-    samples, sums = _floored_samples(8.0)
-    with_floor, without = evaluate(samples, sums), evaluate(samples)
-    c = with_floor["correction"]
+    samples, sums, mbs = _weighed_samples(8.0)
+    with_weights, without = evaluate(samples, sums, mbs), evaluate(samples)
+    c = with_weights["correction"]
     assert c["used"] and c["bandwidth_gbs"] == 8.0 and c["scale"] == pytest.approx(1.02)
-    assert with_floor["lut_floored_out_of_fold"]["within_5pct"] == 1.0 == with_floor["lut"]["within_5pct"]
-    assert with_floor["lut_corrected_out_of_fold"]["mape"] > 0.02  # the linear correction alone cannot fit it
-    assert "lut_floored_out_of_fold" not in without and without["correction"]["bandwidth_gbs"] == 0.0
+    assert c["per_mb_us"] == pytest.approx(0.0, abs=1e-6)
+    assert with_weights["lut_weights_out_of_fold"]["within_5pct"] == 1.0 == with_weights["lut"]["within_5pct"]
+    assert with_weights["lut_corrected_out_of_fold"]["mape"] > 0.02  # the linear correction alone cannot fit it
+    assert "lut_weights_out_of_fold" not in without and without["correction"]["bandwidth_gbs"] == 0.0
+
+
+def test_validation_finds_a_cost_per_megabyte_of_weights():
+    samples, sums, mbs = _weighed_samples(0.0, per_mb_ms=0.03)  # 30 us per MB, no floor
+    c = evaluate(samples, sums, mbs)["correction"]
+    assert c["bandwidth_gbs"] == 0.0 and c["per_mb_us"] == pytest.approx(30.0) and c["scale"] == pytest.approx(1.02)
 
 
 def test_no_floor_is_stored_where_it_does_not_help():
     rng = np.random.default_rng(1)
-    samples, sums = _floored_samples(8.0)
-    sums = sums[rng.permutation(len(sums))]  # floors of other networks: no bandwidth explains these
-    c = evaluate(samples, sums)["correction"]
+    samples, sums, mbs = _weighed_samples(8.0)
+    order = rng.permutation(len(sums))  # floors of other networks: no bandwidth explains these
+    c = evaluate(samples, sums[order], mbs[order])["correction"]
     assert c["bandwidth_gbs"] == 0.0
 
 
-def test_entries_without_weight_bytes_give_no_floored_sums():
+def test_a_megabyte_term_reaches_predictions(tiny_table):
+    arch, path = tiny_table
+    table = load_table(path)
+    mb = sum(table.entries[u.key].weight_bytes for u in arch_units(arch)) / 1e6
+    priced = table.model_copy(update={"correction": Correction(per_mb_us=100.0)})
+    assert predict(arch, priced).ms == pytest.approx(predict(arch, table).ms + 0.1 * mb)
+
+
+def test_entries_without_weight_bytes_give_no_weight_features():
     entry = Entry(us=50.0, p10=50.0, p90=50.0, n=1, op="x", args={}, inputs=[])
-    assert floored_sums([entry], 10.0) is None
+    assert floored_sums([entry], 10.0) is None and weight_mb([entry]) is None
+
+
+def test_without_a_bandwidth_a_unit_faster_than_the_overhead_is_summed_as_timed():
+    fast = Entry(us=5.0, p10=5.0, p90=5.0, n=1, op="x", args={}, inputs=[], weight_bytes=1000)
+    slow = Entry(us=100.0, p10=100.0, p90=100.0, n=1, op="x", args={}, inputs=[], weight_bytes=1000)
+    sums = floored_sums([fast, slow], 10.0)
+    assert sums[BANDWIDTHS_GBS.index(0.0)] == pytest.approx((5.0 - 10.0 + 100.0 - 10.0 + 10.0) / 1000)

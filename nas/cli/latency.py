@@ -77,9 +77,9 @@ def run_predict(args: argparse.Namespace) -> int:
     c = table.correction
     if c.bandwidth_gbs:
         out.caption = f"each unit at least its weights' read time at {c.bandwidth_gbs:g} GB/s (the table's floor)"
-    if (c.scale, c.per_unit_us, c.offset_us) != (1.0, 0.0, 0.0):
-        n = sum(k for _, _, k in pred.sections)
-        out.add_row("correction", "", f"x{c.scale:.3f} {c.per_unit_us * n / 1000:+.3f} {c.offset_us / 1000:+.3f}")
+    if (c.scale, c.per_unit_us, c.offset_us, c.per_mb_us) != (1.0, 0.0, 0.0, 0.0):
+        summed = sum(ms for _, ms, _ in pred.sections) + table.overhead_us / 1000
+        out.add_row("correction", "", f"{pred.ms - summed:+.3f}")
     Console().print(out)
     print(f"predicted: {pred.label}; {runtime_note(table)}")
     if table.kind == "estimated":
@@ -101,6 +101,7 @@ def run_show(args: argparse.Namespace) -> int:
               f"x{cal.get('scale')}, leave-one-out fit error {cal.get('fit_error_pct')}% on the probe networks")
     c = table.correction
     floor = f", weight-read floor {c.bandwidth_gbs:g} GB/s" if c.bandwidth_gbs else ""
+    floor += f", {c.per_mb_us:+.1f} us per MB of weights" if c.per_mb_us else ""
     print(f"per-call overhead {table.overhead_us:.1f} us; correction x{c.scale:.4f} {c.per_unit_us:+.1f} us/unit "
           f"{c.offset_us:+.1f} us{floor} ({c.note})")
     derived = sum(e.derived is not None for e in table.entries.values())

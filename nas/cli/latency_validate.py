@@ -25,15 +25,15 @@ def run(args: argparse.Namespace) -> int:
                           repeats=args.repeats, zoo=args.zoo)
     for name, key in (("LUT (plain sum)", "lut_plain_sum"),
                       ("LUT (corrected, out-of-fold)", "lut_corrected_out_of_fold"),
-                      ("LUT (+ weight floor, out-of-fold)", "lut_floored_out_of_fold"),
+                      ("LUT (+ weights' terms, out-of-fold)", "lut_weights_out_of_fold"),
                       ("FLOPs line (out-of-fold)", "flops_linear_out_of_fold")):
         if key not in report:  # a table whose entries lack weight bytes has no floor to compare
             continue
-        print(f"{name:33s} {_bands(report[key])}  MAPE: {report[key]['mape']:6.2%}  "
+        print(f"{name:35s} {_bands(report[key])}  MAPE: {report[key]['mape']:6.2%}  "
               f"Kendall tau: {report[key]['kendall_tau']:.3f}")
     rep = report["measurement_repeatability"]
     if rep:
-        print(f"{'measurement vs itself':33s} {_bands(rep)}  (two half-measurements of {rep['subnets']} subnets, "
+        print(f"{'measurement vs itself':35s} {_bands(rep)}  (two half-measurements of {rep['subnets']} subnets, "
               f"{rep['timings_per_half']} timing(s) each: the floor of every figure)")
     for r, fig in report["per_resolution"].items():
         noise = fig["measurement_repeatability"]
@@ -47,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
               f"{z['refitted_within_10pct']} / {z['refitted_within_5pct']}")
     c = report["correction"]
     floor = f", weight-read floor at {c['bandwidth_gbs']:g} GB/s" if c.get("bandwidth_gbs") else ""
+    floor += f", {c['per_mb_us']:+.1f} us per MB of weights" if c.get("per_mb_us") else ""
     print(f"correction: x{c['scale']:.4f} {c['per_unit_us']:+.1f} us per unit{floor} "
           f"({'not used' if not c['used'] else 'not stored' if args.no_store else 'stored'})")
     print(f"report: {out / 'validate.json'}  plot: {out / 'validate.png'}")

@@ -20,7 +20,7 @@ How:
    fit error is leave-one-out (each probe predicted by the scales fitted without it), not in-sample.
 
 The written table: every entry times its class's scale; the per-call overhead and the correction's
-absolute terms (per unit, offset) times the one scale, its weight-read bandwidth divided by it;
+absolute terms (per unit, per MB, offset) times the one scale, its weight-read bandwidth divided by it;
 kind `calibrated`; this machine's fingerprint; and `calibration`, recording the source machine and
 table, method, scales and each probe's figures. Outputs label it `calibrated from <source machine>` (`machine.verdict`).
 """
@@ -145,7 +145,7 @@ def calibrated_table(source: LatencyTable, source_path: Path, mine: Fingerprint,
                for k, e in source.entries.items() for f in (fit.class_scales[op_class(e.op)],)}
     c = source.correction
     correction = Correction(scale=c.scale, per_unit_us=c.per_unit_us * s, offset_us=c.offset_us * s,
-                            bandwidth_gbs=c.bandwidth_gbs / s, fitted_on=c.fitted_on,
+                            bandwidth_gbs=c.bandwidth_gbs / s, per_mb_us=c.per_mb_us * s, fitted_on=c.fitted_on,
                             note=f"{c.note} (the source's; absolute terms x{s:.4f})")
     probes = [{"name": p.name, "resolution": p.resolution, "here_ms": round(p.here_ms, 4),
                "reference_ms": round(p.reference_ms, 4), "conv_share": None if p.conv_share is None else

@@ -206,6 +206,7 @@ def estimate_table(host: LatencyTable, host_source: str, anchors: Sequence[Ancho
     correction = Correction(
         scale=host.correction.scale, per_unit_us=a * host.correction.per_unit_us,
         offset_us=a * host.correction.offset_us, bandwidth_gbs=host.correction.bandwidth_gbs / a,
+        per_mb_us=a * host.correction.per_mb_us,
         fitted_on=len(anchors),
         note=f"estimate: a * (host prediction) with a={a:.4g}; the published pipelines add b={estimate['b_ms']:.4g} ms "
              f"(host correction: {host.correction.note})")

@@ -1,6 +1,6 @@
 """Predicted latency of an architecture from a device table.
 
-prediction = scale * (sum over units of cost + one overhead) + per_unit * units + offset
+prediction = scale * (sum over units of cost + one overhead) + per_unit * units + per_mb * weight MB + offset
 cost       = max(entry - per-call overhead, weight bytes / bandwidth)
 
 The per-call overhead is in every unit's measurement but paid once per inference; scale, per_unit,
@@ -68,18 +68,20 @@ def predict(arch: ArchConfig, table: LatencyTable, breakdown: bool = False) -> P
     """Predicted latency of `arch` (`plain_ms`: the bare sum, before floor and correction)."""
     overhead = table.overhead_us
     c = table.correction
-    plain, floored, sections, count, derived = overhead, overhead, [], 0, 0
+    plain, floored, sections, count, derived, weight_bytes = overhead, overhead, [], 0, 0, 0
     for name, entries in arch_entries(arch, table):
         count += len(entries)
         us = 0.0
         for entry in entries:
             plain += entry.us - overhead
-            us += max(entry.us - overhead, floor_us(entry.weight_bytes, c.bandwidth_gbs))
+            cost = entry.us - overhead  # may be below 0 for a unit faster than the overhead: kept as timed
+            us += max(cost, floor_us(entry.weight_bytes, c.bandwidth_gbs)) if c.bandwidth_gbs else cost
             derived += entry.derived is not None
+            weight_bytes += entry.weight_bytes or 0
         floored += us
         if breakdown:
             sections.append((name, us / 1000, len(entries)))
-    corrected = c.scale * floored + c.per_unit_us * count + c.offset_us
+    corrected = c.scale * floored + c.per_unit_us * count + c.per_mb_us * weight_bytes / 1e6 + c.offset_us
     estimate = table.estimate or {}
     return Prediction(corrected / 1000, plain / 1000, table.device, table.kind, sections,
                       estimate.get("error_pct"), estimate.get("pipeline_ms"), table, derived)

@@ -65,18 +65,21 @@ class Entry(BaseModel):
 
 class Correction(BaseModel):
     """measured end-to-end = scale * (sum of unit costs + one overhead) + per_unit_us * (number of
-    units) + offset_us, fitted by `nas latency validate` where the plain sum is biased. A unit's
-    cost is its timing less the per-call overhead - or, with a bandwidth, at least the time to read
-    its weights at `bandwidth_gbs` (a unit timed alone in a loop finds its weights in cache; inside
-    a network the other units' weights have evicted them: docs/latency.md, Outliers). The per-unit
-    term is what a network pays between its units and a unit timed alone does not (residual
-    additions, layout changes, cold inputs): it matters for small nets."""
+    units) + per_mb_us * (MB of weights) + offset_us, fitted by `nas latency validate` where the
+    plain sum is biased. A unit's cost is its timing less the per-call overhead - or, with a
+    bandwidth, at least the time to read its weights at `bandwidth_gbs`. Both weight terms are
+    there because a unit timed alone in a loop finds its weights in cache, while inside a network
+    the other units' weights have evicted them (docs/latency.md, Outliers). The per-unit term is
+    what a network pays between its units and a unit timed alone does not (residual additions,
+    layout changes, cold inputs): it matters for small nets."""
 
     model_config = ConfigDict(extra="forbid")
     scale: float = 1.0
     per_unit_us: float = 0.0
     offset_us: float = 0.0
     bandwidth_gbs: float = Field(0.0, ge=0, description="the weight-read floor's memory bandwidth; 0: no floor")
+    per_mb_us: float = Field(0.0, description="added per MB (1e6 bytes) of the network's weights: in context a "
+                                              "unit reads them from memory while it computes (weights.py)")
     fitted_on: int = 0
     note: str = "none fitted: prediction is the plain sum"
 

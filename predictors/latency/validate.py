@@ -17,9 +17,10 @@ Two predictors are compared on the same samples, both out-of-fold (2-fold: fitte
 scored on the other, so neither is graded on what it was fitted on):
 - the table: the plain sum of units (less per-call overheads, plus one), then a linear
   correction `scale * sum + per_unit * units` where the plain sum is biased (work between units,
-  cache effects) - with each unit's cost first raised to its weight-read floor at the bandwidth
-  of `BANDWIDTHS_GBS` that fits the training half best (none among them: no floor; `weights.py`),
-  where the table's entries carry weight bytes; the correction fitted on all samples is stored;
+  cache effects) - and, where the table's entries carry weight bytes, `+ per_mb * weight MB` with
+  each unit's cost first raised to its weight-read floor at the bandwidth of `BANDWIDTHS_GBS` that
+  fits the training half best (0: no floor; `weights.py`); the correction fitted on all samples,
+  whichever of the two is better out of fold, is stored;
 - the baseline users would otherwise use: latency linearly fitted on fvcore FLOPs.
 """
 from __future__ import annotations
@@ -174,8 +175,15 @@ def floored_sums(entries: list[Entry], overhead_us: float, bandwidths: tuple[flo
     if any(e.weight_bytes is None for e in entries):
         return None
     cost = np.array([e.us - overhead_us for e in entries])
-    floors = np.array([[floor_us(e.weight_bytes, bw) for e in entries] for bw in bandwidths])
-    return (np.maximum(cost[None, :], floors).sum(axis=1) + overhead_us) / 1000
+    floors = np.array([[floor_us(e.weight_bytes, bw) if bw else -np.inf for e in entries] for bw in bandwidths])
+    return (np.maximum(cost[None, :], floors).sum(axis=1) + overhead_us) / 1000  # bandwidth 0: the plain sum
+
+
+def weight_mb(entries: list[Entry]) -> float | None:
+    """The network's weights in MB (1e6 bytes), summed over its units; None where an entry lacks them."""
+    if any(e.weight_bytes is None for e in entries):
+        return None
+    return sum(e.weight_bytes for e in entries) / 1e6
 
 
 def select_out_of_fold(candidates: list[np.ndarray], y: np.ndarray) -> tuple[np.ndarray, int]:
@@ -246,11 +254,14 @@ def per_resolution(samples: list[Sample], lut: np.ndarray, flops: np.ndarray) ->
     return found
 
 
-def evaluate(samples: list[Sample], floored: np.ndarray | None = None) -> dict[str, Any]:
-    """Figures for the plain sum, the linearly corrected table, the same with the weight-read floor
-    (where `floored` gives each sample's `floored_sums`) and the FLOPs line; which of the table's
-    three to keep (the lowest out-of-fold mean error); and the measurement's own repeatability, the
-    floor under all of them - overall and per resolution."""
+def evaluate(samples: list[Sample], floored: np.ndarray | None = None, weights: np.ndarray | None = None
+             ) -> dict[str, Any]:
+    """Figures for the plain sum, the linearly corrected table, the same with the weights' terms
+    (where `floored` gives each sample's `floored_sums` and `weights` its `weight_mb`: each unit
+    raised to its weight-read floor at the bandwidth each fold picks, plus a cost per MB of the
+    network's weights) and the FLOPs line; which of the table's three to keep (the lowest
+    out-of-fold mean error); and the measurement's own repeatability, the floor under all of them -
+    overall and per resolution."""
     if len(samples) < 4:
         raise ParameterError("samples", f": need at least 4 samples to fit and check a correction, got {len(samples)}")
     plain = np.array([s.plain_ms for s in samples])
@@ -262,14 +273,14 @@ def evaluate(samples: list[Sample], floored: np.ndarray | None = None) -> dict[s
     flops_pred = out_of_fold(flops_features, measured)
     plain_m, corrected_m = metrics(plain, measured), metrics(corrected, measured)
     best, best_m, features, bandwidth, extra = corrected, corrected_m, lut_features, 0.0, {}
-    if floored is not None:
-        candidates = [np.stack([floored[:, j], units], axis=1) for j in range(len(BANDWIDTHS_GBS))]
-        with_floor, chosen = select_out_of_fold(candidates, measured)
-        floor_m = metrics(with_floor, measured)
-        extra = {"lut_floored_out_of_fold": floor_m, "bandwidths_tried_gbs": list(BANDWIDTHS_GBS)}
-        if floor_m["mape"] < corrected_m["mape"]:
-            best, best_m, features, bandwidth = with_floor, floor_m, candidates[chosen], BANDWIDTHS_GBS[chosen]
-    scale, per_unit_ms = fit_relative(features, measured)
+    if floored is not None and weights is not None:
+        candidates = [np.stack([floored[:, j], units, weights], axis=1) for j in range(len(BANDWIDTHS_GBS))]
+        with_weights, chosen = select_out_of_fold(candidates, measured)
+        weights_m = metrics(with_weights, measured)
+        extra = {"lut_weights_out_of_fold": weights_m, "bandwidths_tried_gbs": list(BANDWIDTHS_GBS)}
+        if weights_m["mape"] < corrected_m["mape"]:
+            best, best_m, features, bandwidth = with_weights, weights_m, candidates[chosen], BANDWIDTHS_GBS[chosen]
+    scale, per_unit_ms, *per_mb_ms = fit_relative(features, measured)
     use = best_m["mape"] < plain_m["mape"]
     lut, lut_m = (best, best_m) if use else (plain, plain_m)
     rep = repeatability(samples)
@@ -281,7 +292,8 @@ def evaluate(samples: list[Sample], floored: np.ndarray | None = None) -> dict[s
         "flops_linear_out_of_fold": metrics(flops_pred, measured),
         "correction": {"scale": float(scale) if use else 1.0,
                        "per_unit_us": float(per_unit_ms) * 1000 if use else 0.0, "fitted_on": len(samples),
-                       "bandwidth_gbs": bandwidth if use else 0.0, "used": use},
+                       "bandwidth_gbs": bandwidth if use else 0.0,
+                       "per_mb_us": float(per_mb_ms[0]) * 1000 if use and per_mb_ms else 0.0, "used": use},
         "lut": lut_m,
         "measurement_repeatability": rep,
         "lut_vs_measurement_noise": against_noise(lut_m, rep),
@@ -352,8 +364,10 @@ def validate(table: LatencyTable, table_path: Path, n: int, seed: int, out_dir: 
     timed = collect(table, archs + extra, out_dir / "samples.jsonl", repeats, progress)
     samples = [replace(s, plain_ms=p.plain_ms, units=len(arch_units(a)))
                for s, p, a in zip(timed[:len(archs)], preds, archs)]
-    sums = [floored_sums([e for _, es in arch_entries(a, table) for e in es], table.overhead_us) for a in archs]
-    result = evaluate(samples, None if any(x is None for x in sums) else np.stack(sums))
+    entries = [[e for _, es in arch_entries(a, table) for e in es] for a in archs]
+    sums, mbs = [floored_sums(es, table.overhead_us) for es in entries], [weight_mb(es) for es in entries]
+    known = all(x is not None for x in sums)
+    result = evaluate(samples, np.stack(sums) if known else None, np.array(mbs) if known else None)
     if zoo:
         fitted = table.model_copy(update={"correction": correction_of(result, "validate (this run)")}) \
             if result["correction"]["used"] else table
@@ -378,9 +392,10 @@ def correction_of(result: dict[str, Any], by: str) -> Correction:
     """`evaluate`'s chosen correction as a table's."""
     c = result["correction"]
     floor = f", weight-read floor at {c['bandwidth_gbs']:g} GB/s" if c.get("bandwidth_gbs") else ""
+    floor += f", {c['per_mb_us']:+.1f} us per MB of weights" if c.get("per_mb_us") else ""
     return Correction(
         scale=c["scale"], per_unit_us=c["per_unit_us"], bandwidth_gbs=c.get("bandwidth_gbs", 0.0),
-        fitted_on=c["fitted_on"],
+        per_mb_us=c.get("per_mb_us", 0.0), fitted_on=c["fitted_on"],
         note=(f"fitted by {by}: the plain sum was biased{floor}" if c["used"]
               else "none: the plain sum was not improved by a linear correction"))
 
