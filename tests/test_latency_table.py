@@ -139,12 +139,17 @@ def test_a_two_pass_build_times_every_unit_again_and_keeps_the_lower_median(tiny
     arch, path = tiny_table
     copy = tmp_path / "host.json"
     shutil.copy(path, copy)
-    first = load_table(copy).entries
+    table = load_table(copy)
+    for entry in table.entries.values():  # each timed once, none noisy (a loaded machine makes FAST timings noisy)
+        entry.retimed, entry.p10, entry.p90 = False, entry.us, entry.us
+    from predictors.latency.table import save_table
+
+    save_table(table, copy)
+    first = table.entries
     units = {u.key: u for u in arch_units(arch)}
     report = build_table(copy, resolutions=[64], policy=FAST, units=units, passes=2)
     second = load_table(copy).entries
-    not_yet = [k for k, e in first.items() if not e.retimed]  # a noisy timing may have been retimed already
-    assert report.measured == 0 and report.retimed == len(not_yet) > 0
+    assert report.measured == 0 and report.retimed == len(first) > 0
     assert all(second[k].retimed and second[k].us <= first[k].us for k in first)
     assert build_table(copy, resolutions=[64], policy=FAST, units=units, passes=2).retimed == 0  # resumes, ends
     with pytest.raises(Exception, match="passes"):
