@@ -69,7 +69,7 @@ def weight_candidates(table, archs) -> list[np.ndarray]:
     return [np.stack([floored[:, j], units, mb], 1) for j in range(len(BANDWIDTHS_GBS))]
 
 
-def feature_sets(table, archs) -> dict[str, np.ndarray]:
+def feature_sets(table, archs, weight_mb_column: np.ndarray) -> dict[str, np.ndarray]:
     """Each candidate correction's design matrix (one row per arch)."""
     overhead = table.overhead_us
     units_of = [arch_units(arch) for arch in archs]
@@ -93,7 +93,7 @@ def feature_sets(table, archs) -> dict[str, np.ndarray]:
         "scale+unit+params": np.stack([plain, units, params], 1),
         "per-family": np.column_stack([[[s[f] for f in families] for s in shares], units]),
         "per-resolution": np.column_stack([by_resolution, units]),
-        "scale+unit+MB": np.stack([plain, units, weight_candidates(table, archs)[0][:, 2]], 1),
+        "scale+unit+MB": np.stack([plain, units, weight_mb_column], 1),
     }
 
 
@@ -106,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     table = load_table(args.table)
     archs = sample_archs(table, args.samples, args.seed)
-    features = feature_sets(table, archs)
+    weights = weight_candidates(table, archs)
+    features = feature_sets(table, archs, weights[0][:, 2])
     report = {"table": str(Path(args.table).relative_to(ROOT)), "samples": args.samples, "seed": args.seed,
               "journals": {}, "machine": machine_info()}
     for journal in JOURNALS:
@@ -120,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, x in features.items():
             pred = x[:, 0] if name == "plain" else out_of_fold(x, measured)
             scores[name] = {k: round(v, 4) for k, v in metrics(pred, measured).items()}
-        pred, chosen = select_out_of_fold(weight_candidates(table, archs), measured)
+        pred, chosen = select_out_of_fold(weights, measured)
         scores["weights"] = {k: round(v, 4) for k, v in metrics(pred, measured).items()}
         scores["weights"]["bandwidth_gbs_on_all"] = BANDWIDTHS_GBS[chosen]
         report["journals"][str(journal.relative_to(ROOT))] = scores

@@ -100,10 +100,8 @@ def run_show(args: argparse.Namespace) -> int:
         print(f"calibrated from {cal.get('from')} ({cal.get('from_table')}): {cal.get('method')} "
               f"x{cal.get('scale')}, leave-one-out fit error {cal.get('fit_error_pct')}% on the probe networks")
     c = table.correction
-    floor = f", weight-read floor {c.bandwidth_gbs:g} GB/s" if c.bandwidth_gbs else ""
-    floor += f", {c.per_mb_us:+.1f} us per MB of weights" if c.per_mb_us else ""
     print(f"per-call overhead {table.overhead_us:.1f} us; correction x{c.scale:.4f} {c.per_unit_us:+.1f} us/unit "
-          f"{c.offset_us:+.1f} us{floor} ({c.note})")
+          f"{c.offset_us:+.1f} us{c.weight_note} ({c.note})")
     derived = sum(e.derived is not None for e in table.entries.values())
     if derived:
         print(f"{derived} entries derived, not timed on the table's machine (each entry says how)")

@@ -7,7 +7,7 @@ from pathlib import Path
 from nas.cli.progress import counting_bar
 from nas.errors import UserError
 from predictors.latency.devices import open_device_table
-from predictors.latency.validate import validate
+from predictors.latency.validate import correction_of, validate
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,9 +46,7 @@ def run(args: argparse.Namespace) -> int:
               + ", ".join(f"{m['name']} {m['error_pct']:+.1f}%" for m in worst) + "); with this run's correction "
               f"{z['refitted_within_10pct']} / {z['refitted_within_5pct']}")
     c = report["correction"]
-    floor = f", weight-read floor at {c['bandwidth_gbs']:g} GB/s" if c.get("bandwidth_gbs") else ""
-    floor += f", {c['per_mb_us']:+.1f} us per MB of weights" if c.get("per_mb_us") else ""
-    print(f"correction: x{c['scale']:.4f} {c['per_unit_us']:+.1f} us per unit{floor} "
+    print(f"correction: x{c['scale']:.4f} {c['per_unit_us']:+.1f} us per unit{correction_of(report, '').weight_note} "
           f"({'not used' if not c['used'] else 'not stored' if args.no_store else 'stored'})")
     print(f"report: {out / 'validate.json'}  plot: {out / 'validate.png'}")
     return 0

@@ -49,6 +49,13 @@ def floor_us(weight_bytes: int | None, bandwidth_gbs: float) -> float:
     return weight_bytes / (bandwidth_gbs * 1e3)
 
 
+def unit_cost_us(entry: Entry, overhead_us: float, bandwidth_gbs: float) -> float:
+    """What one unit adds to a network: its timing less the per-call overhead (below 0 for a unit
+    faster than the overhead: kept as timed), raised to its weight-read floor where there is a bandwidth."""
+    cost = entry.us - overhead_us
+    return max(cost, floor_us(entry.weight_bytes, bandwidth_gbs)) if bandwidth_gbs else cost
+
+
 def arch_entries(arch: ArchConfig, table: LatencyTable) -> list[tuple[str, list[Entry]]]:
     """The table's entry of every unit of `arch`, by section; a unit missing from the table is a
     UserError naming it."""
@@ -74,8 +81,7 @@ def predict(arch: ArchConfig, table: LatencyTable, breakdown: bool = False) -> P
         us = 0.0
         for entry in entries:
             plain += entry.us - overhead
-            cost = entry.us - overhead  # may be below 0 for a unit faster than the overhead: kept as timed
-            us += max(cost, floor_us(entry.weight_bytes, c.bandwidth_gbs)) if c.bandwidth_gbs else cost
+            us += unit_cost_us(entry, overhead, c.bandwidth_gbs)
             derived += entry.derived is not None
             weight_bytes += entry.weight_bytes or 0
         floored += us

@@ -50,8 +50,8 @@ class Entry(BaseModel):
         None, description="not timed on the table's machine: derived from the timed entry `from` by a ratio "
                           "measured elsewhere (predictors/latency/derive.py says how); predictions using it say so")
     weight_bytes: int | None = Field(
-        None, ge=0, description="bytes of the unit's weights in inference form (fp32): inside a network a unit "
-                                "reads them from memory, not from the cache it kept warm when timed alone "
+        None, ge=0, description="bytes of the unit's tensors in deploy form (BNs folded, fp32): inside a network "
+                                "a unit reads them from memory, not from the cache it kept warm when timed alone "
                                 "(predictors/latency/weights.py)")
 
     @model_serializer(mode="wrap")
@@ -82,6 +82,13 @@ class Correction(BaseModel):
                                               "unit reads them from memory while it computes (weights.py)")
     fitted_on: int = 0
     note: str = "none fitted: prediction is the plain sum"
+
+    @property
+    def weight_note(self) -> str:
+        """The weight terms in words, for outputs ('' without them): ', weight-read floor at 16 GB/s,
+        +29.2 us per MB of weights'."""
+        floor = f", weight-read floor at {self.bandwidth_gbs:g} GB/s" if self.bandwidth_gbs else ""
+        return floor + (f", {self.per_mb_us:+.1f} us per MB of weights" if self.per_mb_us else "")
 
 
 class LatencyTable(BaseModel):

@@ -47,7 +47,7 @@ from nas.profile import profile_arch
 from predictors.latency import litert
 from predictors.latency.machine import cpu_model, here
 from predictors.latency.measure import RunPolicy, Timing, make_session, network_onnx, random_feeds, time_session
-from predictors.latency.predict import arch_entries, floor_us, predict
+from predictors.latency.predict import arch_entries, predict, unit_cost_us
 from predictors.latency.table import Correction, Entry, LatencyTable, Runtime, save_table
 from search_spaces.hybrid import HybridSpace
 from search_spaces.reference import load_zoo, zoo_names
@@ -174,9 +174,8 @@ def floored_sums(entries: list[Entry], overhead_us: float, bandwidths: tuple[flo
     weight-read floor, at each bandwidth; None where an entry lacks its weight bytes."""
     if any(e.weight_bytes is None for e in entries):
         return None
-    cost = np.array([e.us - overhead_us for e in entries])
-    floors = np.array([[floor_us(e.weight_bytes, bw) if bw else -np.inf for e in entries] for bw in bandwidths])
-    return (np.maximum(cost[None, :], floors).sum(axis=1) + overhead_us) / 1000  # bandwidth 0: the plain sum
+    costs = np.array([[unit_cost_us(e, overhead_us, bw) for e in entries] for bw in bandwidths])
+    return (costs.sum(axis=1) + overhead_us) / 1000
 
 
 def weight_mb(entries: list[Entry]) -> float | None:
@@ -391,13 +390,11 @@ def validate(table: LatencyTable, table_path: Path, n: int, seed: int, out_dir: 
 def correction_of(result: dict[str, Any], by: str) -> Correction:
     """`evaluate`'s chosen correction as a table's."""
     c = result["correction"]
-    floor = f", weight-read floor at {c['bandwidth_gbs']:g} GB/s" if c.get("bandwidth_gbs") else ""
-    floor += f", {c['per_mb_us']:+.1f} us per MB of weights" if c.get("per_mb_us") else ""
-    return Correction(
-        scale=c["scale"], per_unit_us=c["per_unit_us"], bandwidth_gbs=c.get("bandwidth_gbs", 0.0),
-        per_mb_us=c.get("per_mb_us", 0.0), fitted_on=c["fitted_on"],
-        note=(f"fitted by {by}: the plain sum was biased{floor}" if c["used"]
-              else "none: the plain sum was not improved by a linear correction"))
+    fitted = Correction(scale=c["scale"], per_unit_us=c["per_unit_us"], bandwidth_gbs=c.get("bandwidth_gbs", 0.0),
+                        per_mb_us=c.get("per_mb_us", 0.0), fitted_on=c["fitted_on"])
+    fitted.note = (f"fitted by {by}: the plain sum was biased{fitted.weight_note}" if c["used"]
+                   else "none: the plain sum was not improved by a linear correction")
+    return fitted
 
 
 def store_correction(table: LatencyTable, table_path: Path, result: dict[str, Any], by: str) -> None:

@@ -10,7 +10,7 @@ units, and timing the units with the rest's weights read through the cache first
     max(entry - per-call overhead, weight_bytes / bandwidth)
 
 with one bandwidth per table, fitted by `nas latency validate` next to the linear correction
-(`predict.floor_us`).
+(`predict.unit_cost_us`).
 Weight bytes belong to the unit, not to the machine: they are counted from its inference-form
 module when it is timed, and `python -m predictors.latency.weights TABLE` adds them to a table
 built before entries carried them, without timing anything.
