@@ -11,13 +11,17 @@ machine continues rather than restarts):
      64 px images, with a 10-way classifier;
   2. their latency measured here end to end (ONNX Runtime, the host table's thread count, batch 1;
      the lowest of --repeats interleaved medians, each of >= 30 runs: load only adds time),
-     nothing else running;
+     nothing else running. Latencies, searches and controls are kept per machine (the journal's
+     `machines` names each by its fingerprint), trainings for every machine: a session on another
+     machine measures and searches anew and retrains only members not trained before;
   3. for each, `nas search --device host --budget <its measured latency> --verify` (the shipped
      accuracy predictor, --trials TPE trials, seed 0, whichever host table `nas devices` shows:
      calibrated to this machine where `nas latency calibrate` ran); the winner: the most accurate
      finalist whose measured latency fits (the product's own front-walking). With --refine K a
-     second winner per row: the same study's K finalists raced with real short trainings
-     (`--refine K`, successive halving 1 -> 2 -> 4 epochs on the val split);
+     second winner per row: K finalists of the same study raced with real short trainings
+     (`--refine K`: the front widened by the predictor's error, spread over the upper part of what
+     the budget reaches; successive halving 1 -> 2 -> 4 epochs on the val split; the rows share
+     race runs, so rows with the same finalists race once);
   4. every model (seed models and distinct winners) trained standalone with one recipe
      (`nas train --epochs E --batch-size 64`, AdamW + cosine, label smoothing, random-resized-crop
      and flip, from scratch), for each --seeds seed, and rated on the test split (3,925 images);
@@ -63,7 +67,7 @@ from nas.cli.main import main as nas  # noqa: E402
 from nas.data import default_data_root  # noqa: E402
 from nas.profile import count_flops, count_params  # noqa: E402
 from predictors.latency.devices import open_device_table  # noqa: E402
-from predictors.latency.machine import cpu_model  # noqa: E402
+from predictors.latency.machine import cpu_model, static_fingerprint  # noqa: E402
 from predictors.latency.predict import predict  # noqa: E402
 from predictors.latency.validate import measure_arch  # noqa: E402
 from search_spaces.reference import load_zoo, load_zoo_scaled, zoo_names  # noqa: E402
@@ -108,10 +112,20 @@ class Journal:
         return value
 
 
-def measured_latency(journal: Journal, arch: ArchConfig, threads: int, repeats: int) -> dict[str, Any]:
+def machine_key(journal: Journal, threads: int) -> str:
+    """This machine's short name in the journal (its fingerprint's digest), recorded under
+    `machines` with the fingerprint: "AMD EPYC" alone names CPUs up to 5.7x apart."""
+    fingerprint = static_fingerprint(threads)
+    key = fingerprint.digest()
+    if key not in journal.data.get("machines", {}):
+        journal.put("machines", {**journal.data.get("machines", {}), key: fingerprint.model_dump(mode="json")})
+    return key
+
+
+def measured_latency(journal: Journal, where: str, arch: ArchConfig, threads: int, repeats: int) -> dict[str, Any]:
     """Lowest of `repeats` end-to-end medians (ms), each in a fresh session; measured once per arch
-    and kept in the journal with the machine that measured it."""
-    key = f"latency/{arch.arch_hash()}"
+    and machine (`where`: machine_key) and kept in the journal."""
+    key = f"latency/{where}/{arch.arch_hash()}"
     if journal.get(key) is None:
         runs = [measure_arch(arch, threads) for _ in range(repeats)]
         journal.put(key, {"ms": round(min(r[0] for r in runs), 4), "medians_ms": [round(r[0], 4) for r in runs],
@@ -119,20 +133,20 @@ def measured_latency(journal: Journal, arch: ArchConfig, threads: int, repeats: 
     return journal.get(key)
 
 
-def searched(journal: Journal, runs: Path, seed_arch: ArchConfig, budget_ms: float, trials: int,
+def searched(journal: Journal, where: str, runs: Path, seed_arch: ArchConfig, budget_ms: float, trials: int,
              refine: int, data: Path) -> dict[str, Any] | None:
     """`nas search --verify` (and with `refine`, `--refine K` on the same study: its finalists'
     measurements carry over) at the seed model's measured latency; the winner's arch and the
     finalists' record, kept in the journal. None if no finalist measures within the budget."""
     study = f"host-{seed_arch.name}"
-    key = f"search/{study}" + (f"/refine{refine}" if refine else "")
+    key = f"search/{where}/{study}" + (f"/refine{refine}" if refine else "")
     if journal.get(key) is None:
         extra = ["--refine", str(refine), "--data", str(data)] if refine else []
         code = nas(["search", "--device", "host", "--budget", f"{budget_ms}ms", "--trials", str(trials), "--seed", "0",
-                    "--verify", *extra, "--out", str(runs / "search"), "--study", study, "--quiet"])
+                    "--verify", *extra, "--out", str(runs / "search" / where), "--study", study, "--quiet"])
         if code:
             return journal.put(key, {"winner": None, "exit_code": code})
-        best = load_arch(runs / "search" / study / "best.json")
+        best = load_arch(runs / "search" / where / study / "best.json")
         record = best.meta["search"]["finalists"]
         winner = parse_arch({**best.to_dict(), "name": f"{'ref' if refine else 'win'}-{seed_arch.name}", "meta": {}})
         journal.put(key, {"winner": winner.to_dict(), "finalists": record, "budget_ms": budget_ms,
@@ -141,13 +155,13 @@ def searched(journal: Journal, runs: Path, seed_arch: ArchConfig, budget_ms: flo
     return entry if entry.get("winner") else None
 
 
-def budget_filler(journal: Journal, runs: Path, seed_arch: ArchConfig, budget_ms: float, host: Any
+def budget_filler(journal: Journal, where: str, runs: Path, seed_arch: ArchConfig, budget_ms: float, host: Any
                   ) -> ArchConfig | None:
     """The control: the member the predictor rates highest among those whose table latency lies in
     [GOAL_FILL x budget, budget] - of the search's trials and 4,000 random members of the space.
     Where the space holds no member that slow (its largest at 64 px are faster than most seed
     models), the band is its slowest 5% within the budget instead, and the journal says so."""
-    key = f"control/host-{seed_arch.name}"
+    key = f"control/{where}/host-{seed_arch.name}"
     if journal.get(key) is None:
         import random
 
@@ -157,7 +171,7 @@ def budget_filler(journal: Journal, runs: Path, seed_arch: ArchConfig, budget_ms
         from predictors.accuracy.model import DEFAULT_PREDICTOR
 
         study_name = f"host-{seed_arch.name}"
-        storage = open_storage(f"journal:{runs / 'search' / study_name / 'study.journal'}")
+        storage = open_storage(f"journal:{runs / 'search' / where / study_name / 'study.journal'}")
         study = optuna.load_study(study_name=study_name, storage=storage)
         source = PredictorSource(DEFAULT_PREDICTOR)
         space = source.space
@@ -220,9 +234,10 @@ def verdict(seed: dict[str, Any], win: dict[str, Any] | None) -> str | None:
     return f"missed: {gain:+.1f} points at {ratio:.2f}x latency{partial}"
 
 
-def model_row(journal: Journal, arch: ArchConfig, host, seeds: list[int], epochs: int) -> dict[str, Any]:
+def model_row(journal: Journal, where: str, arch: ArchConfig, host, seeds: list[int], epochs: int
+              ) -> dict[str, Any]:
     model = build_model(arch)
-    lat = journal.get(f"latency/{arch.arch_hash()}")
+    lat = journal.get(f"latency/{where}/{arch.arch_hash()}")
     return {"name": arch.name, "arch_hash": arch.arch_hash(), "families": sorted({s.block for s in arch.stages}),
             "params": count_params(model), "macs": count_flops(model, arch.resolution),
             "measured_ms": lat["ms"] if lat else None, "lut_ms": round(predict(arch, host).ms, 4),
@@ -316,15 +331,19 @@ def main(argv: list[str] | None = None) -> int:
     seeds = [int(s) for s in args.seeds.split(",")]
     journal = Journal(Path(args.journal))
     host, host_path = open_device_table("host")
+    where = machine_key(journal, host.threads)
+
+    def budget(r: dict[str, Any]) -> float:
+        return journal.get(f"latency/{where}/{r['seed'].arch_hash()}")["ms"]
 
     # 1-3: seed models, their latency, the verified winners at that latency
     rows: list[dict[str, Any]] = []
     for label, seed_arch in seed_models()[:args.rows]:
-        lat = measured_latency(journal, seed_arch, host.threads, args.repeats)
-        found = searched(journal, runs, seed_arch, lat["ms"], args.trials, 0, data)
+        lat = measured_latency(journal, where, seed_arch, host.threads, args.repeats)
+        found = searched(journal, where, runs, seed_arch, lat["ms"], args.trials, 0, data)
         winner = parse_arch(found["winner"]) if found else None
         if winner is not None:
-            measured_latency(journal, winner, host.threads, args.repeats)
+            measured_latency(journal, where, winner, host.threads, args.repeats)
         rows.append({"row": label, "seed": seed_arch, "winner": winner, "search": found})
         print(f"{seed_arch.name}: {lat['ms']:.3f} ms measured; winner "
               f"{'none verified' if winner is None else winner.arch_hash()}")
@@ -332,14 +351,14 @@ def main(argv: list[str] | None = None) -> int:
     def report() -> dict[str, Any]:
         out_rows = []
         for r in rows:
-            zoo = model_row(journal, r["seed"], host, seeds, args.epochs)
+            zoo = model_row(journal, where, r["seed"], host, seeds, args.epochs)
             row = {"row": r["row"], "zoo": zoo}
-            for key, arch, search in (("winner", r["winner"], r["search"]),
-                                      ("control", r.get("control"), journal.get(f"control/host-{r['seed'].name}")),
+            control = journal.get(f"control/{where}/host-{r['seed'].name}")
+            for key, arch, search in (("winner", r["winner"], r["search"]), ("control", r.get("control"), control),
                                       ("refined", r.get("refined"), r.get("refine_search"))):
                 if key != "winner" and key not in r:
                     continue
-                row[key] = model_row(journal, arch, host, seeds, args.epochs) if arch else None
+                row[key] = model_row(journal, where, arch, host, seeds, args.epochs) if arch else None
                 row[f"{key}_search"] = ({k: v for k, v in search.items() if k not in ("winner", "arch")}
                                         if search else None)
                 fill = row[key]["measured_ms"] / zoo["measured_ms"] if row[key] else None
@@ -357,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
                            "latency_repeats": args.repeats},
                 "data": data.name, "threads": host.threads, "search_table": host.kind_note,
                 "host_table": repo_path(host_path), "journal": repo_path(journal.path),
-                "machine_cpu": cpu_model(),
+                "machine_cpu": cpu_model(), "machine_key": where,
                 "machine": machine(numpy=np.__version__, onnxruntime=onnxruntime.__version__,
                                    optuna=optuna.__version__),
                 "training_wall_time_s": round(sum(t["wall_time_s"] for t in trained), 1),  # every run, all sessions
@@ -376,19 +395,17 @@ def main(argv: list[str] | None = None) -> int:
     write_outputs(report(), out)
     train_all("winner", seeds)
     for r in rows:  # the budget-filling controls
-        r["control"] = budget_filler(journal, runs, r["seed"], journal.get(f"latency/{r['seed'].arch_hash()}")["ms"],
-                                     host)
+        r["control"] = budget_filler(journal, where, runs, r["seed"], budget(r), host)
         if r["control"] is not None:
-            measured_latency(journal, r["control"], host.threads, args.repeats)
+            measured_latency(journal, where, r["control"], host.threads, args.repeats)
     write_outputs(report(), out)
     train_all("control", seeds)
     if args.refine:
         for r in rows:
-            found = searched(journal, runs, r["seed"], journal.get(f"latency/{r['seed'].arch_hash()}")["ms"],
-                             args.trials, args.refine, data)
+            found = searched(journal, where, runs, r["seed"], budget(r), args.trials, args.refine, data)
             r["refined"], r["refine_search"] = (parse_arch(found["winner"]) if found else None), found
             if r["refined"] is not None:
-                measured_latency(journal, r["refined"], host.threads, args.repeats)
+                measured_latency(journal, where, r["refined"], host.threads, args.repeats)
             write_outputs(report(), out)
         train_all("refined", seeds)
     write_outputs(report(), out)

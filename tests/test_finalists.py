@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from nas.search.finalists import Finalist, from_record, pick_finalists, race, rungs, to_record, verify
+from nas.search.finalists import Finalist, from_record, near_front, pick_finalists, race, rungs, to_record, verify
 from search_spaces.presets import PRESETS
 
 SPACE = PRESETS["tiny"](4)
@@ -18,12 +18,35 @@ class Row:
     accuracy: float
 
 
-def test_finalists_spread_over_the_upper_part_of_the_budget():
+def test_finalists_are_the_best_rated_row_and_a_spread_over_the_upper_part_of_the_budget():
     front = [Row(0.1 * i, 0.5 + 0.01 * i) for i in range(1, 11)]  # 0.1..1.0 ms, accuracy rising
-    picked = pick_finalists(front, budget_ms=0.95, k=3)
-    assert [round(r.latency_ms, 1) for r in picked] == [0.6, 0.8, 0.9]
+    picked = pick_finalists(front, budget_ms=0.95, k=3)  # 0.9 fits and is the best; 0.6..0.8 spread
+    assert [round(r.latency_ms, 1) for r in picked] == [0.9, 0.6, 0.8]
     few = pick_finalists(front, budget_ms=0.35, k=3, upper=0.9)  # only 0.1..0.3 fit, 0.3 in the upper part
     assert sorted(round(r.latency_ms, 1) for r in few) == [0.1, 0.2, 0.3]
+
+
+def test_the_upper_part_is_that_of_what_the_search_reached_when_the_budget_is_out_of_reach():
+    front = [Row(0.1 * i, 0.5 + 0.01 * i) for i in range(1, 11)]  # nothing slower than 1.0 ms exists
+    picked = pick_finalists(front, budget_ms=5.0, k=3)
+    assert [round(r.latency_ms, 1) for r in picked] == [1.0, 0.6, 0.9]  # not 3 fallbacks below 3 ms
+
+
+@dataclass(frozen=True)
+class Trial:
+    latency_ms: float
+    accuracy: float
+    feasible: bool = True
+
+
+def test_the_near_front_keeps_slower_members_the_signal_cannot_tell_from_the_front():
+    rows = [Trial(0.2, 0.66), Trial(0.3, 0.67), Trial(0.5, 0.66), Trial(0.6, 0.64), Trial(0.8, 0.66),
+            Trial(0.4, 0.70, feasible=False)]
+    assert [r.latency_ms for r in near_front(rows)] == [0.2, 0.3]  # margin 0: the Pareto front
+    # within 1.5 points of every faster row: 0.5 and 0.8 stay; 0.6 is 3 points below 0.3's 67%
+    assert [r.latency_ms for r in near_front(rows, margin=0.015)] == [0.2, 0.3, 0.5, 0.8]
+    with pytest.raises(ValueError, match="margin"):
+        near_front(rows, margin=-0.01)
 
 
 def test_the_race_halves_the_field_and_doubles_the_epochs_to_the_full_recipe():
@@ -89,7 +112,7 @@ def test_choose_keeps_every_measurement_in_the_study_and_resumes_without_measuri
     plan = Plan(k=3, verify=True)
     chosen, record = choose(study, front, SPACE, 1.05, plan, tmp_path, measure=measure)
     assert chosen.number == 4  # the most accurate finalist that measures within budget (5 measures 1.3 ms)
-    assert len(calls) == 3 and record["finalists"][-1]["fits"] is False
+    assert len(calls) == 3 and next(f for f in record["finalists"] if f["trial"] == 5)["fits"] is False
     assert study.user_attrs[FINALISTS_ATTR]["finalists"] == record["finalists"]
     again, _ = choose(study, front, SPACE, 1.05, plan, tmp_path, measure=measure)
     assert again.number == 4 and len(calls) == 3  # resumed from the study's record
@@ -160,7 +183,7 @@ def test_refine_resumes_after_kill_9_without_retraining_finished_runs(tmp_path):
            str(tmp_path / "p.json"), "--trials", "30", "--refine", "3", "--refine-epochs", "2",
            "--refine-batch-size", "16", "--data", str(data), "--out", str(tmp_path / "runs"), "--study", "s",
            "--quiet"]
-    refine = tmp_path / "runs" / "s" / "refine"
+    refine = tmp_path / "runs" / "refine"  # the output folder's: shared by its studies
 
     def recorded() -> dict[str, dict[str, float]]:
         """The rungs the study holds as finished (recorded only after the run's checkpoint)."""
@@ -186,7 +209,7 @@ def test_refine_resumes_after_kill_9_without_retraining_finished_runs(tmp_path):
     proc.wait()
     before = recorded()
     assert before, "the race had not finished a rung before the kill"
-    logs = {h: (refine / f"refine-{h}" / "metrics.jsonl").read_text().splitlines()[0] for h in before}
+    logs = {h: (refine / f"refine-{h}-e2-b16" / "metrics.jsonl").read_text().splitlines()[0] for h in before}
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     record = json.loads((tmp_path / "runs" / "s" / "finalists.json").read_text())
@@ -194,7 +217,7 @@ def test_refine_resumes_after_kill_9_without_retraining_finished_runs(tmp_path):
     after = {f["arch_hash"]: f["val_acc"] for f in record["finalists"]}
     for h, vals in before.items():  # a finished rung is kept as it was, its run not started again
         assert {e: after[h][e] for e in vals} == vals
-        assert (refine / f"refine-{h}" / "metrics.jsonl").read_text().splitlines()[0] == logs[h]
+        assert (refine / f"refine-{h}-e2-b16" / "metrics.jsonl").read_text().splitlines()[0] == logs[h]
     best = json.loads((tmp_path / "runs" / "s" / "best.json").read_text())
     assert best["meta"]["search"]["finalists"]["winner"] == record["winner"]
     assert record["chosen_on"] == "val top-1 of the race"
@@ -205,3 +228,25 @@ def test_verify_is_refused_for_an_estimated_phone_table(run_cli, tmp_path):
     assert code == 2 and "--verify" in err and "estimate" in err
     code, _, err = run_cli("search", "--budget", "1ms", "--device", "pixel6", "--refine", "3", "--out", tmp_path)
     assert code == 2 and "--data" in err
+
+
+def test_studies_under_one_output_folder_race_a_shared_member_once(tmp_path):
+    import subprocess
+    import sys
+
+    data, env = _search_env(tmp_path)
+
+    def search(study: str, budget: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "nas.cli.main", "search", "--budget", budget, "--device", "host",
+                               "--predictor", str(tmp_path / "p.json"), "--trials", "30", "--refine", "2",
+                               "--refine-epochs", "1", "--refine-batch-size", "16", "--data", str(data),
+                               "--out", str(tmp_path / "runs"), "--study", study, "--quiet"],
+                              env=env, capture_output=True, text=True, timeout=600)
+
+    assert search("a", "10s").returncode == 0
+    runs = sorted((tmp_path / "runs" / "refine").iterdir())
+    logs = {r.name: (r / "metrics.jsonl").read_text() for r in runs}
+    second = search("b", "20s")  # a budget neither study reaches: the same trials, the same finalists
+    assert second.returncode == 0, second.stderr
+    assert sorted(r.name for r in (tmp_path / "runs" / "refine").iterdir()) == [r.name for r in runs]
+    assert {r.name: (r / "metrics.jsonl").read_text() for r in runs} == logs  # nothing trained again

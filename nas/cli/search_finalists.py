@@ -6,8 +6,11 @@
              a phone cannot be measured here.
 --refine K   K finalists race with real training (the standalone recipe, successive halving:
              all train the first rung, the better half continue their runs, the best to the full
-             recipe); the winner is chosen on val top-1, never test. Resumable: each run is a
-             training folder under the run folder's refine/, each result is in the study.
+             recipe); the winner is chosen on val top-1, never test. The finalists come from the
+             front widened by the predictor's out-of-fold error (finalists.near_front), so that
+             slower members it cannot tell from its favourite get their race. Resumable: each run
+             is a training folder under the output folder's refine/ (named by member and recipe:
+             studies under one --out share a member's run), each result is in the study.
 Both rewrite best.json to the winner (meta.search.finalists records every measurement and rung)
 and write finalists.json. Default off: the plain search stays seconds.
 """
@@ -27,7 +30,7 @@ from nas.data import load_dataset
 from nas.errors import UserError
 from nas.export import require_converter
 from nas.search.finalists import Plan, choose
-from nas.search.results import complete_rows, pareto_front, result_arch
+from nas.search.results import complete_rows, result_arch
 from predictors.latency.validate import measure_arch
 
 
@@ -63,12 +66,14 @@ def finish(args: argparse.Namespace, study: Any, ctx: Any, run_dir: Path) -> dic
         return None
     problem = ctx.problem
     rows = complete_rows(study, problem.space, problem.budget_ms)
-    front = pareto_front(rows)
+    holdout = problem.source.describe().get("holdout") or {}  # a supernet states no error: margin 0
     plan = Plan(k=args.refine or 5, verify=args.verify, refine=bool(args.refine), epochs=args.refine_epochs,
-                batch_size=args.refine_batch_size, threads=problem.table.threads)
+                batch_size=args.refine_batch_size, threads=problem.table.threads,
+                margin=float(holdout.get("mae") or 0.0))
     data = load_dataset(args.data) if args.refine else None
     try:
-        winner, record = choose(study, front, problem.space, problem.budget_ms, plan, run_dir, data=data,
+        winner, record = choose(study, rows, problem.space, problem.budget_ms, plan, run_dir.parent / "refine",
+                                data=data,
                                 measure=lambda arch: measure_arch(arch, plan.threads, problem.table.runtime,
                                                                      run_dir / "tflite"))
     except ValueError as exc:

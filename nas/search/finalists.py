@@ -2,8 +2,13 @@
 end, and a race of real short trainings among them, so that the winner is chosen on what it
 measures and learns rather than only on what the table and the predictor say.
 
-- `pick_finalists`: K members of the search's accuracy/latency front within the budget, spread
-  evenly in latency over its upper part (not K near-duplicates of the single best prediction).
+- `near_front`: the accuracy/latency front widened by the accuracy signal's error: a member stays
+  a candidate unless a faster one is rated more than `margin` above it. A predictor whose
+  out-of-fold error is 1.5 points cannot tell a slower member 1 point below the front from the
+  front, so only real training (the race) can say whether the slower one is worth its latency;
+  the plain front would end where the predictor's favourite lies and never spend the budget.
+- `pick_finalists`: the best-rated member, plus K-1 candidates spread evenly in latency over the
+  upper part of what the budget lets the search reach (not K near-duplicates of the best).
 - `verify`: each finalist timed with ONNX Runtime here (devices that can be measured here); those
   whose measured latency exceeds the budget drop out. Every measurement is kept.
 - `race`: successive halving over the finalists with the standalone recipe: every finalist trains
@@ -49,19 +54,38 @@ class Finalist:
         return epochs, self.val_acc[str(epochs)]
 
 
+def near_front(rows: Sequence[Any], margin: float = 0.0) -> list[Any]:
+    """Rows within the budget (objects with `.feasible`, `.latency_ms`, `.accuracy`) that no faster
+    feasible row beats by more than `margin` in accuracy (epsilon-dominance), fastest first. With
+    margin 0 this is the Pareto front."""
+    if margin < 0:
+        raise ValueError(f"margin: {margin}, expected >= 0")
+    out, best = [], float("-inf")
+    for row in sorted((r for r in rows if r.feasible), key=lambda r: (r.latency_ms, -r.accuracy)):
+        if row.accuracy > best - margin:
+            out.append(row)
+        best = max(best, row.accuracy)
+    return out
+
+
 def pick_finalists(front: Sequence[Any], budget_ms: float, k: int, upper: float = 0.6) -> list[Any]:
-    """`k` rows of the front (objects with `.latency_ms` and `.accuracy`, within the budget) evenly
-    spread in latency over [upper x budget, budget]; where that part holds fewer than k, the
-    front's most accurate rows below it fill up."""
+    """`k` rows of the front (objects with `.latency_ms` and `.accuracy`): its most accurate row
+    within the budget, and k-1 more spread evenly in latency over [upper x top, top], where top is
+    the slowest row that fits (the budget itself when the search reached it; less when the space
+    holds nothing that slow). Where that part holds fewer, the most accurate rows below it fill up."""
     if k < 1:
         raise ValueError(f"k: {k}, expected >= 1")
     fitting = sorted((r for r in front if r.latency_ms <= budget_ms), key=lambda r: r.latency_ms)
-    high = [r for r in fitting if r.latency_ms >= upper * budget_ms]
-    if len(high) <= k:
-        rest = sorted((r for r in fitting if r not in high), key=lambda r: -r.accuracy)
-        return high + rest[:k - len(high)]
-    picks = sorted({round(i * (len(high) - 1) / (k - 1)) for i in range(k)} if k > 1 else {len(high) - 1})
-    return [high[i] for i in picks]
+    if not fitting:
+        return []
+    best = max(fitting, key=lambda r: (r.accuracy, -r.latency_ms))
+    top = fitting[-1].latency_ms
+    high = [r for r in fitting if r.latency_ms >= upper * top and r is not best]
+    if len(high) <= k - 1:
+        rest = sorted((r for r in fitting if r not in high and r is not best), key=lambda r: -r.accuracy)
+        return [best] + high + rest[:k - 1 - len(high)]
+    picks = sorted({round(i * (len(high) - 1) / (k - 2)) for i in range(k - 1)} if k > 2 else {len(high) - 1})
+    return [best] + [high[i] for i in picks]
 
 
 def rungs(k: int, epochs: int, eta: int = 2) -> list[tuple[int, int]]:
@@ -121,8 +145,10 @@ def from_record(record: dict[str, Any]) -> list[Finalist]:
     return out
 
 
-def run_dir_for(root: Path, arch: ArchConfig) -> Path:
-    return root / f"refine-{arch.arch_hash()}"
+def run_dir_for(root: Path, arch: ArchConfig, epochs: int, batch_size: int) -> Path:
+    """A race run's folder: named by member and recipe alone, so that studies sharing `root`
+    (e.g. one output folder, several budgets) train a member they both race once."""
+    return root / f"refine-{arch.arch_hash()}-e{epochs}-b{batch_size}"
 
 
 def train_until(arch: ArchConfig, data: Any, out_dir: Path, epochs: int, until: int, batch_size: int,
@@ -151,6 +177,7 @@ class Plan:
     epochs: int = 4  # the race's full recipe (the bench's: 4 epochs, batch 64)
     batch_size: int = 64
     threads: int = 1  # ONNX Runtime threads for the measurement (the table's)
+    margin: float = 0.0  # accuracy the signal cannot resolve (the predictor's out-of-fold error); see near_front
 
 
 def _resume(finalists: list[Finalist], stored: dict[str, Any] | None, plan: Plan, budget_ms: float) -> None:
@@ -171,13 +198,15 @@ def _resume(finalists: list[Finalist], stored: dict[str, Any] | None, plan: Plan
             f.val_acc = dict(old.val_acc)
 
 
-def choose(study: Any, front: Sequence[Any], space: Any, budget_ms: float, plan: Plan, run_dir: Path,
+def choose(study: Any, rows: Sequence[Any], space: Any, budget_ms: float, plan: Plan, race_dir: Path,
            data: Any = None, measure: Callable[[ArchConfig], tuple[float, float, float]] | None = None
            ) -> tuple[Any, dict[str, Any]]:
-    """Run the finalists stage on the search's front; returns (the winning row, the record kept in
-    the study and in finalists.json). Resumes from the study's record: finalists measured or
-    trained before a kill are not measured or trained again."""
-    rows = pick_finalists(front, budget_ms, plan.k)
+    """Run the finalists stage on the search's rows: finalists from the front (widened by
+    `plan.margin` when they race: a race is what tells apart members the signal cannot), race runs
+    under `race_dir`. Returns (the winning row, the record kept in the study and in
+    finalists.json). Resumes from the study's record: finalists measured or trained before a kill
+    are not measured or trained again."""
+    rows = pick_finalists(near_front(rows, plan.margin if plan.refine else 0.0), budget_ms, plan.k)
     if not rows:
         raise ValueError(f"front: no member within {budget_ms:g} ms to choose from")
     archs = {space.decode(r.params).arch_hash(): space.decode(r.params) for r in rows}
@@ -201,8 +230,9 @@ def choose(study: Any, front: Sequence[Any], space: Any, budget_ms: float, plan:
         if data is None:
             raise ValueError("data: the race trains the finalists and needs a dataset")
         winner = race(entrants, archs, plan.epochs,
-                      lambda arch, until: train_until(arch, data, run_dir_for(run_dir / "refine", arch), plan.epochs,
-                                                      until, plan.batch_size), record)
+                      lambda arch, until: train_until(arch, data, run_dir_for(race_dir, arch, plan.epochs,
+                                                                              plan.batch_size),
+                                                      plan.epochs, until, plan.batch_size), record)
     else:
         winner = entrants[0]
     record()
