@@ -1,4 +1,4 @@
-"""`nas latency calibrate`: a table measured on another machine, fitted to this one in about a minute.
+"""`nas latency calibrate`: a table measured on another machine, fitted to this one in a minute or two.
 
 Why: building a table takes ~15 minutes of quiet machine, and a table measured elsewhere can be
 off by a large factor (issue 24: the shipped `host` table, on another VM with the same CPU string,
@@ -19,8 +19,18 @@ How:
    leave-one-out error lower than one scale's by more than `PER_CLASS_GAIN_PCT` points. The stated
    fit error is leave-one-out (each probe predicted by the scales fitted without it), not in-sample.
 
-The written table: every entry times its class's scale; the per-call overhead and the correction's
-absolute terms (per unit, per MB, offset) times the one scale, its weight-read bandwidth divided by it;
+4. per op (`per_op` K > 0, the default 4): K units of each op of the source table, spread over its
+   sizes, are timed here too (two passes, the lower median kept), and every other entry is carried
+   over by its op's ratio at its size (`cross_runtime.fit_ratios`: log ratio on log time, the
+   fit the LiteRT table derives with). Machines differ per op and per size, not by one factor:
+   small per-call-bound units (Mobile-Former's bridges) scale unlike large conv units. The per-op
+   table is kept where its error on the probe networks (which it was not fitted on) is below the
+   one scale's leave-one-out error. `benchmarks/latency_calibrate_per_op.py` scores both on 200
+   subnets and the zoo.
+
+The written table: every entry times its class's scale (per op: its op's ratio, and the overhead
+timed here); the per-call overhead and the correction's absolute terms (per unit, per MB, offset)
+times the one scale, its weight-read bandwidth divided by it;
 kind `calibrated`; this machine's fingerprint; and `calibration`, recording the source machine and
 table, method, scales and each probe's figures. Outputs label it `calibrated from <source machine>` (`machine.verdict`).
 """
@@ -34,11 +44,15 @@ from typing import Any
 import numpy as np
 
 from nas.blocks.units import arch_units
-from nas.errors import UserError
+from nas.errors import ParameterError, UserError
 from predictors.latency import machine
+from predictors.latency.build import DEFAULT_POLICY, time_units
+from predictors.latency.cross_runtime import fit_ratios, mapped_entry, sample_units, summary
 from predictors.latency.machine import PROBES, Fingerprint, origin
+from predictors.latency.measure import call_overhead_us
 from predictors.latency.predict import predict
-from predictors.latency.table import Correction, Entry, LatencyTable
+from predictors.latency.table import Correction, Entry, LatencyTable, new_table
+from predictors.latency.unit_export import entry_unit
 from predictors.latency.validate import fit_relative
 
 CONV_OPS = ("stem", "mv2", "repvit", "head")
@@ -46,6 +60,8 @@ CLASSES = ("conv", "attention")
 PER_CLASS_GAIN_PCT = 2.0
 MIN_PROBES_PER_CLASS = 4  # two scales fitted leave-one-out need at least 3 points left; one more to spare
 PASSES = 5
+PER_OP = 4  # units of each op timed here (cross_runtime.MIN_PAIRS: an op's own fit needs 4)
+UNIT_PASSES = 2
 
 
 def op_class(op: str) -> str:
@@ -137,6 +153,42 @@ def fit_scales(points: list[ProbePoint]) -> Fit:
     return fit
 
 
+def time_sample(source: LatencyTable, per_op: int, passes: int = UNIT_PASSES) -> LatencyTable:
+    """`per_op` units of each op of `source` (its timed entries, spread over their sizes) timed
+    here, `passes` times each, the lower median kept; with this machine's per-call overhead."""
+    units = {k: entry_unit(e) for k, e in source.entries.items() if e.derived is None}
+    chosen = list(sample_units(units, source, per_op).values())
+    timed = new_table(source.device, "measured", source.threads, source.resolutions,
+                      call_overhead_us(source.threads).median_us)
+    for _ in range(passes):
+        for unit, entry in time_units(chosen, source.threads, DEFAULT_POLICY, source.runtime):
+            old = timed.entries.get(unit.key)
+            if isinstance(entry, Entry) and (old is None or entry.us < old.us):
+                timed.entries[unit.key] = entry
+    return timed
+
+
+def per_op_entries(source: LatencyTable, timed: LatencyTable) -> tuple[dict[str, Entry], dict[str, Any]]:
+    """Every source entry on this machine: timed here where it was, else carried over by its op's
+    ratio at its size (the op's fit, or the one over all ops where it has too few units timed)."""
+    fits = fit_ratios(timed, source)
+    entries = {}
+    for key, e in source.entries.items():
+        if key in timed.entries:
+            entries[key] = timed.entries[key]
+            continue
+        fit = fits.get(e.op, fits["*"])
+        entries[key] = mapped_entry(e, fit.ratio(max(e.us - source.overhead_us, 1e-3)), source.overhead_us,
+                                    timed.overhead_us)
+    return entries, summary(fits)
+
+
+def probe_errors_pct(table: LatencyTable, points: list[ProbePoint]) -> np.ndarray:
+    """Each probe network's error (percent) as `table` predicts it, against its timing here."""
+    specs = {spec.name: spec for spec in PROBES}
+    return np.array([100 * (predict(specs[p.name].arch(), table).ms / p.here_ms - 1) for p in points])
+
+
 def calibrated_table(source: LatencyTable, source_path: Path, mine: Fingerprint, points: list[ProbePoint],
                      reference: str, fit: Fit) -> LatencyTable:
     """The source's entries and terms scaled to this machine, recording how (module docstring)."""
@@ -170,13 +222,39 @@ def calibrated_table(source: LatencyTable, source_path: Path, mine: Fingerprint,
                         machine=mine, calibration=record, entries=entries)
 
 
+def with_per_op(table: LatencyTable, source: LatencyTable, points: list[ProbePoint], timed: LatencyTable,
+                per_op: int) -> LatencyTable:
+    """`table` (the probe scales' calibration) or, where its probe error is lower, the per-op one;
+    either way the calibration record says what the per-op route gave."""
+    entries, fits = per_op_entries(source, timed)
+    candidate = table.model_copy(update={"entries": entries, "overhead_us": timed.overhead_us})
+    errors = probe_errors_pct(candidate, points)
+    error = float(np.mean(np.abs(errors)))
+    cal = dict(table.calibration or {})
+    kept = error < cal["fit_error_pct"]
+    cal["per_op"] = {"units_each": per_op, "units_timed": len(timed.entries), "passes": UNIT_PASSES,
+                     "overhead_here_us": round(timed.overhead_us, 3), "probe_error_pct": round(error, 2),
+                     "kept": kept, "fits": fits}
+    if not kept:
+        return table.model_copy(update={"calibration": cal})
+    cal.update(method=f"per op ({per_op} units each timed here)", fit_error_pct=round(error, 2),
+               max_error_pct=round(float(np.max(np.abs(errors))), 2),
+               fit_error_is="mean abs % error on the probe networks, which the per-op fit does not use",
+               probes=[{**p, "fitted_ms": round(p["here_ms"] * (1 + e / 100), 4), "loo_error_pct": round(float(e), 2)}
+                       for p, e in zip(cal["probes"], errors)])
+    return candidate.model_copy(update={"calibration": cal})
+
+
 def calibrate(source: LatencyTable, source_path: Path, mine: Fingerprint | None = None,
-              passes: int = PASSES) -> LatencyTable:
+              passes: int = PASSES, per_op: int = PER_OP, timed: LatencyTable | None = None) -> LatencyTable:
     """The source table fitted to this machine (`mine`: this machine's fingerprint with a full
-    probe; timed now, `passes` passes, when not given)."""
+    probe; timed now, `passes` passes, when not given). With `per_op` > 0 the per-op route is
+    tried too, on `timed` (the sampled units timed here; timed now when not given)."""
     if source.kind != "measured":
         raise UserError(f"{source_path}: is a {source.kind} table; calibrate from a measured one (a calibrated "
                         f"table names its source under calibration.from_table)")
+    if per_op < 0:
+        raise ParameterError("per_op", f": expected 0 (probe scales only) or more units per op, got {per_op}")
     if mine is None:
         mine = machine.here(source.threads, fresh=True, quick=False, passes=passes)
     points, reference = reference_points(source, mine)
@@ -184,4 +262,7 @@ def calibrate(source: LatencyTable, source_path: Path, mine: Fingerprint | None 
         raise UserError(f"{source_path}: only {len(points)} of the {len(PROBES)} probe networks can be compared with "
                         "it (it neither holds their timings nor covers their units); build this machine's table "
                         "with `nas latency build --device host`")
-    return calibrated_table(source, source_path, mine, points, reference, fit_scales(points))
+    table = calibrated_table(source, source_path, mine, points, reference, fit_scales(points))
+    if not per_op:
+        return table
+    return with_per_op(table, source, points, timed if timed is not None else time_sample(source, per_op), per_op)

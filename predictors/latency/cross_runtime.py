@@ -124,18 +124,25 @@ def fit_ratios(litert: LatencyTable, ort: LatencyTable) -> dict[str, RatioFit]:
     return fits
 
 
-def derived_entry(ort_entry: Entry, fit: RatioFit, op_key: str, ort: LatencyTable, litert: LatencyTable,
-                  source: str) -> Entry:
-    """The LiteRT stand-in of one ORT entry (p10 and p90 mapped like the median); the entry names
-    its source, ratio and fit (`LatencyTable.derivation` holds the fits and the method)."""
-    r = fit.ratio(_net(ort_entry, ort.overhead_us))
+def mapped_entry(entry: Entry, ratio: float, from_overhead_us: float, to_overhead_us: float) -> Entry:
+    """`entry` of one table carried to another by `ratio` on its time less the per-call overhead
+    (p10 and p90 mapped like the median): to_overhead + ratio * (us - from_overhead). The unit and
+    its weight bytes stay what they are. Also calibrate's per-op route (another machine, one runtime)."""
 
     def mapped(us: float) -> float:
-        return round(litert.overhead_us + r * max(us - ort.overhead_us, 0.0), 3)
+        return round(to_overhead_us + ratio * max(us - from_overhead_us, 0.0), 3)
 
-    return Entry(us=mapped(ort_entry.us), p10=mapped(ort_entry.p10), p90=mapped(ort_entry.p90), n=ort_entry.n,
-                 op=ort_entry.op, args=ort_entry.args, inputs=ort_entry.inputs,
-                 derived={"from": source, "ratio": round(r, 4), "fit_op": op_key})
+    return Entry(us=mapped(entry.us), p10=mapped(entry.p10), p90=mapped(entry.p90), n=entry.n, op=entry.op,
+                 args=entry.args, inputs=entry.inputs, weight_bytes=entry.weight_bytes)
+
+
+def derived_entry(ort_entry: Entry, fit: RatioFit, op_key: str, ort: LatencyTable, litert: LatencyTable,
+                  source: str) -> Entry:
+    """The LiteRT stand-in of one ORT entry; the entry names its source, ratio and fit
+    (`LatencyTable.derivation` holds the fits and the method)."""
+    r = fit.ratio(_net(ort_entry, ort.overhead_us))
+    return mapped_entry(ort_entry, r, ort.overhead_us, litert.overhead_us).model_copy(
+        update={"derived": {"from": source, "ratio": round(r, 4), "fit_op": op_key}})
 
 
 def derive_missing(litert: LatencyTable, ort: LatencyTable, source: str, keys: Iterable[str] | None = None) -> int:
