@@ -233,6 +233,18 @@ def test_per_op_calibration_carries_each_op_by_its_own_ratio_where_one_scale_can
     assert cal["per_op"]["probe_error_pct"] > cal["fit_error_pct"]
 
 
+def test_per_op_calibration_drops_a_correction_this_machine_does_not_pay(tmp_path):
+    from predictors.latency.table import Correction
+
+    base = fake_host(_probe_archs())  # this machine: the plain sum of its units is what a network takes
+    base.machine = None
+    elsewhere = base.model_copy(update={"correction": Correction(per_unit_us=40.0, fitted_on=100)})
+    cal = calibrate(elsewhere, tmp_path / "e.json", mine=_machine_like(base), timed=base).calibration
+    po = cal["per_op"]
+    assert po["kept"] and po["correction"] == "none"
+    assert po["probe_error_pct_by_correction"]["none"] < 1.0 < po["probe_error_pct_by_correction"]["carried"]
+
+
 def test_per_op_calibration_times_its_sample_here(tmp_path):
     from predictors.latency.calibrate import time_sample
 

@@ -41,13 +41,14 @@ def run(args: argparse.Namespace) -> int:
               f"{p['fitted_ms']:10.3f} {p['loo_error_pct']:+7.1f}%")
     per_class = cal["per_class_error_pct"]
     scales = ", ".join(f"{k} x{v:.3f}" for k, v in cal["class_scales"].items())
-    print(f"{cal['method']}: x{cal['scale']:.4f} (leave-one-out error {cal['one_scale_error_pct']:.1f}%)"
+    print(f"{cal.get('scales_method', cal['method'])}: x{cal['scale']:.4f} (leave-one-out error {cal['one_scale_error_pct']:.1f}%)"
           + (f"; per op class {scales} ({per_class:.1f}%)" if per_class is not None else "")
           + (" -> per op class kept" if cal["method"] == "per op class" else ""))
     if "per_op" in cal:
         po = cal["per_op"]
         print(f"per op: {po['units_timed']} units timed here, every other entry carried by its op's ratio at its "
-              f"size: probe error {po['probe_error_pct']:.1f}% -> {'kept' if po['kept'] else 'not kept'}")
+              f"size ({'the source correction carried' if po['correction'] == 'carried' else 'no correction'}): probe "
+              f"error {po['probe_error_pct']:.1f}% -> {'kept' if po['kept'] else 'not kept'}")
     save_table(table, out)
     print(f"{out}: {table.label}, {len(table.entries)} units from {source_path}")
     print("check it on random subnets and the zoo: nas latency validate --device host --no-store --zoo")
