@@ -39,9 +39,9 @@ sys.path.insert(0, str(ROOT))
 from nas.atomic import atomic_write_text, read_json_lines  # noqa: E402
 from predictors.latency.calibrate import calibrate  # noqa: E402
 from predictors.latency.cross_runtime import sample_units  # noqa: E402
+from predictors.latency.predict import predict  # noqa: E402
 from predictors.latency.table import LatencyTable, load_table, new_table  # noqa: E402
 from predictors.latency.unit_export import entry_unit  # noqa: E402
-from predictors.latency.predict import predict  # noqa: E402
 from predictors.latency.validate import machine_info, metrics, sample_archs, validate, zoo_archs  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -115,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_text(Path(args.out), json.dumps(report, indent=1) + "\n")
     for name, r in rows.items():
         weights = r.get("lut_weights_out_of_fold")
-        print(f"{name:28s} as it stands {bands(r['as_it_stands'])}  plain {bands(r['lut_plain_sum'])}  corrected {bands(r['lut_corrected_out_of_fold'])}"
+        print(f"{name:28s} as it stands {bands(r['as_it_stands'])}  plain {bands(r['lut_plain_sum'])}"
+              f"  corrected {bands(r['lut_corrected_out_of_fold'])}"
               + (f"  +weights {bands(weights)}" if weights else "")
               + f"  zoo {r['zoo']['within_10pct']}/{r['zoo']['of']} (refitted {r['zoo']['refitted_within_10pct']})"
               + (f"  kept: {r['calibration']['per_op']['kept']}" if "per_op" in r.get("calibration", {}) else ""))

@@ -41,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
               f"{p['fitted_ms']:10.3f} {p['loo_error_pct']:+7.1f}%")
     per_class = cal["per_class_error_pct"]
     scales = ", ".join(f"{k} x{v:.3f}" for k, v in cal["class_scales"].items())
-    print(f"{cal.get('scales_method', cal['method'])}: x{cal['scale']:.4f} (leave-one-out error {cal['one_scale_error_pct']:.1f}%)"
+    print(f"{cal.get('scales_method', cal['method'])}: x{cal['scale']:.4f} "
+          f"(leave-one-out error {cal['one_scale_error_pct']:.1f}%)"
           + (f"; per op class {scales} ({per_class:.1f}%)" if per_class is not None else "")
           + (" -> per op class kept" if cal["method"] == "per op class" else ""))
     if "per_op" in cal:

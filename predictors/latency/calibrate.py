@@ -244,7 +244,8 @@ def with_per_op(table: LatencyTable, source: LatencyTable, points: list[ProbePoi
                      "kept": kept, "fits": fits}
     if not kept:
         return table.model_copy(update={"calibration": cal})
-    cal.update(scales_method=cal["method"], method=f"per op ({per_op} units each timed here)", fit_error_pct=round(mean[best], 2),
+    cal.update(scales_method=cal["method"], method=f"per op ({per_op} units each timed here)",
+               fit_error_pct=round(mean[best], 2),
                max_error_pct=round(float(np.max(np.abs(errors[best]))), 2),
                fit_error_is="mean abs % error on the probe networks, which the per-op fit does not use",
                probes=[{**p, "fitted_ms": round(p["here_ms"] * (1 + e / 100), 4), "loo_error_pct": round(float(e), 2)}

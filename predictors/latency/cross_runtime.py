@@ -125,7 +125,8 @@ def fit_ratios(litert: LatencyTable, ort: LatencyTable) -> dict[str, RatioFit]:
     """One fit per op with at least MIN_PAIRS timed units, and '*' over all timed units."""
     pairs = timed_pairs(litert, ort)
     if not pairs:
-        raise ParameterError("litert", ": no unit timed in both tables takes longer than its per-call overhead; nothing to derive a ratio from")
+        raise ParameterError("litert", ": no unit timed in both tables takes longer than its per-call overhead; "
+                             "nothing to derive a ratio from")
     fits = {op: fit_ratio(p) for op, p in pairs.items() if len(p) >= MIN_PAIRS}
     fits["*"] = fit_ratio([p for ps in pairs.values() for p in ps])
     return fits
