@@ -1,6 +1,6 @@
 """Does calibrating per op beat one scale? `nas latency calibrate`'s two routes, scored offline (issue 24).
 
-    python benchmarks/latency_calibrate_per_op.py [--per-op 4,8,16]
+    python benchmarks/latency_calibrate_per_op.py [--per-op 4,8,16] [--samples 200]
         [--out benchmarks/results/latency_calibrate_per_op.json]
 
 Why: `calibrate` first fits the shipped table to this machine with one scale (or one per op class)
@@ -48,7 +48,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 SOURCE = ROOT / "predictors" / "latency" / "tables" / "host.json"
 HERE = RESULTS / "latency_host_milan_2pass" / "table.json"
 JOURNAL = RESULTS / "latency_host_milan_calibrated_zoo12" / "samples.jsonl"
-SUBNETS, SEED, TIMINGS = 200, 0, 4
+SEED, TIMINGS = 0, 4
 
 
 def timed_here(source: LatencyTable, here: LatencyTable, per_op: int) -> LatencyTable:
@@ -60,23 +60,23 @@ def timed_here(source: LatencyTable, here: LatencyTable, per_op: int) -> Latency
     return timed
 
 
-def check_journal(table: LatencyTable) -> None:
+def check_journal(table: LatencyTable, subnets: int) -> None:
     """Stop before validate would time anything: every subnet and zoo model needs its timings."""
     timings = {r["arch_hash"]: r.get("timings", 1) for r in read_json_lines(JOURNAL)}
-    missing = [a.arch_hash() for a in sample_archs(table, SUBNETS, SEED) + zoo_archs(table)
+    missing = [a.arch_hash() for a in sample_archs(table, subnets, SEED) + zoo_archs(table)
                if timings.get(a.arch_hash(), 0) < TIMINGS]
     if missing:
         raise SystemExit(f"{JOURNAL}: lacks {TIMINGS} timings of {len(missing)} models (e.g. {missing[0]})")
 
 
-def score(table: LatencyTable, path: Path, work: Path) -> dict[str, Any]:
+def score(table: LatencyTable, path: Path, work: Path, subnets: int) -> dict[str, Any]:
     """`validate`'s figures for `table` on a copy of the committed journal (nothing stored)."""
     out = work / path.stem
     out.mkdir(parents=True, exist_ok=True)
     shutil.copy(JOURNAL, out / "samples.jsonl")
-    report = validate(table, path, SUBNETS, SEED, out, store=False, repeats=TIMINGS, zoo=True)
+    report = validate(table, path, subnets, SEED, out, store=False, repeats=TIMINGS, zoo=True)
     measured = np.array([pt["measured_ms"] for pt in report["points"]])
-    stands = np.array([predict(a, table).ms for a in sample_archs(table, SUBNETS, SEED)])
+    stands = np.array([predict(a, table).ms for a in sample_archs(table, subnets, SEED)])
     keep = ("lut_plain_sum", "lut_corrected_out_of_fold", "lut_weights_out_of_fold", "lut",
             "measurement_repeatability", "lut_vs_measurement_noise")
     zoo = report["zoo"]
@@ -92,14 +92,15 @@ def bands(m: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--per-op", default="4,8,16", help="units timed per op, comma-separated (0: probe scales only)")
+    p.add_argument("--samples", type=int, default=200, help="subnets of the journal scored (its first N; default 200)")
     p.add_argument("--out", default=str(RESULTS / "latency_calibrate_per_op.json"))
     args = p.parse_args(argv)
     source, here = load_table(SOURCE), load_table(HERE)
-    check_journal(here)
+    check_journal(here, args.samples)
     rows: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        rows["own table (built here)"] = score(here, HERE, work)
+        rows["own table (built here)"] = score(here, HERE, work, args.samples)
         for k in [0] + [int(x) for x in args.per_op.split(",") if int(x) > 0]:
             table = calibrate(source, SOURCE, mine=here.machine, per_op=k,
                               timed=timed_here(source, here, k) if k else None)
@@ -107,9 +108,9 @@ def main(argv: list[str] | None = None) -> int:
             name = "one scale (probe networks)" if k == 0 else f"per op, {k} units each"
             rows[name] = {"calibration": {key: table.calibration[key] for key in ("method", "fit_error_pct")}
                           | ({"per_op": table.calibration["per_op"]} if k else {}),
-                          **score(table, path, work)}
+                          **score(table, path, work, args.samples)}
     report = {"source": str(SOURCE.relative_to(ROOT)), "here": str(HERE.relative_to(ROOT)),
-              "journal": str(JOURNAL.relative_to(ROOT)), "subnets": SUBNETS, "timings_each": TIMINGS,
+              "journal": str(JOURNAL.relative_to(ROOT)), "subnets": args.samples, "timings_each": TIMINGS,
               "machine_here": here.machine.model_dump() if here.machine else None,
               "scored_on": machine_info(), "rows": rows}
     atomic_write_text(Path(args.out), json.dumps(report, indent=1) + "\n")

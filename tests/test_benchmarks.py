@@ -132,6 +132,19 @@ def test_latency_corrections_scores_every_correction_on_the_committed_journals(t
         assert {"plain", "scale+unit", "per-family", "per-resolution"} <= set(scores)
 
 
+def test_latency_calibrate_per_op_scores_both_routes_on_the_committed_journal(tmp_path):
+    import latency_calibrate_per_op
+
+    out = tmp_path / "per_op.json"
+    assert latency_calibrate_per_op.main(["--samples", "8", "--per-op", "4", "--out", str(out)]) == 0
+    report = _report(out, "source", "here", "journal", "machine_here", "scored_on", "rows")
+    assert LATENCY_MACHINE <= set(report["scored_on"])
+    rows = report["rows"]
+    assert set(rows) == {"own table (built here)", "one scale (probe networks)", "per op, 4 units each"}
+    assert rows["per op, 4 units each"]["calibration"]["per_op"]["units_each"] == 4
+    assert all(r["zoo"]["of"] == 17 and "as_it_stands" in r for r in rows.values())
+
+
 def test_latency_outliers_tiny_times_one_worst_and_one_best_subnet_in_context(tmp_path):
     import latency_outliers
 
@@ -153,7 +166,8 @@ def test_pixel6_calibration_writes_the_fit_and_its_variants(tmp_path):
     import pixel6_calibration
 
     out = tmp_path / "pixel6.json"
-    assert pixel6_calibration.main(["--out", str(out)]) == 0
+    shipped_host = ROOT / "predictors" / "latency" / "tables" / "host.json"  # not a calibrated runs/latency/host.json
+    assert pixel6_calibration.main(["--host", str(shipped_host), "--out", str(out)]) == 0
     report = _report(out, "machine", "versions", "host_table", "shipped", "variants")
     assert {"a", "b_ms", "loo_error_pct"} <= set(report["shipped"]) and report["variants"]
 
