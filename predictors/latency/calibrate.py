@@ -178,8 +178,7 @@ def per_op_entries(source: LatencyTable, timed: LatencyTable) -> tuple[dict[str,
             entries[key] = timed.entries[key]
             continue
         fit = fits.get(e.op, fits["*"])
-        entries[key] = mapped_entry(e, fit.ratio(max(e.us - source.overhead_us, 1e-3)), source.overhead_us,
-                                    timed.overhead_us)
+        entries[key] = mapped_entry(e, fit.ratio_of(e, source.overhead_us), source.overhead_us, timed.overhead_us)
     return entries, summary(fits)
 
 

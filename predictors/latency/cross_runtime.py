@@ -87,6 +87,10 @@ class RatioFit:
     def ratio(self, ort_us: float) -> float:
         return math.exp(self.a + self.b * math.log(max(ort_us, 1e-3)))
 
+    def ratio_of(self, entry: Entry, overhead_us: float) -> float:
+        """The ratio at `entry`'s size: its time less its table's per-call overhead."""
+        return self.ratio(_net(entry, overhead_us))
+
 
 MIN_NET_US = 1.0
 
@@ -148,7 +152,7 @@ def derived_entry(ort_entry: Entry, fit: RatioFit, op_key: str, ort: LatencyTabl
                   source: str) -> Entry:
     """The LiteRT stand-in of one ORT entry; the entry names its source, ratio and fit
     (`LatencyTable.derivation` holds the fits and the method)."""
-    r = fit.ratio(_net(ort_entry, ort.overhead_us))
+    r = fit.ratio_of(ort_entry, ort.overhead_us)
     return mapped_entry(ort_entry, r, ort.overhead_us, litert.overhead_us).model_copy(
         update={"derived": {"from": source, "ratio": round(r, 4), "fit_op": op_key}})
 
