@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from nas.blocks.units import arch_units
+from nas.errors import ParameterError
 from predictors.latency.validate import Sample, evaluate, metrics
 
 
@@ -53,19 +54,85 @@ def test_repeatability_compares_the_odd_against_the_even_numbered_timings_of_eac
     assert evaluate(samples)["measurement_repeatability"] is None
 
 
+def _fake_timer(monkeypatch, ms_of, cpu_share: float = 1.0) -> list[str]:
+    """validate's timer replaced by `ms_of(arch)` (ms); returns the arch hashes in the order timed."""
+    from predictors.latency import validate as v
+    from predictors.latency.measure import Timing
+
+    order: list[str] = []
+
+    def timer(*args, **kwargs):
+        def time_arch(arch):
+            order.append(arch.arch_hash())
+            ms = ms_of(arch)
+            return Timing(ms * 1000, ms * 1000, ms * 1000, 30, cpu_share)
+        return time_arch
+
+    monkeypatch.setattr(v, "ArchTimer", timer)
+    monkeypatch.setattr(v, "profile_arch", lambda arch: {"flops": 1})
+    return order
+
+
 def test_a_rerun_resumes_the_journal_and_records_every_timing(tmp_path, monkeypatch):
     from predictors.latency import validate as v
     from search_spaces.hybrid import HybridSpace
 
     medians = iter([3.0, 5.0, 2.0, 4.0])
-    monkeypatch.setattr(v, "measure_arch", lambda arch, threads, runtime, cache: (next(medians),) * 3)
-    monkeypatch.setattr(v, "profile_arch", lambda arch: {"flops": 1})
+    _fake_timer(monkeypatch, lambda arch: next(medians), cpu_share=0.95)
     archs = [HybridSpace(num_classes=10).sample(i) for i in range(2)]
     table = type("T", (), {"threads": 1, "runtime": "onnxruntime"})()
     v.collect(table, archs, tmp_path / "j.jsonl", repeats=1)
     again = v.collect(table, archs, tmp_path / "j.jsonl", repeats=2)  # only the second pass is timed
     assert [s.medians_ms for s in again] == [(3.0, 2.0), (5.0, 4.0)]
     assert [s.measured_ms for s in again] == [2.0, 4.0] and all(s.timings == 2 for s in again)
+    assert all(s.cpu_shares == (0.95, 0.95) for s in again)
+
+
+def test_models_timed_more_often_get_the_passes_beyond_the_others_and_every_pass_is_interleaved(
+        tmp_path, monkeypatch):
+    from predictors.latency import validate as v
+    from search_spaces.hybrid import HybridSpace
+
+    order = _fake_timer(monkeypatch, lambda arch: 1.0)
+    a, b, c = (HybridSpace(num_classes=10).sample(i) for i in range(3))
+    table = type("T", (), {"threads": 1, "runtime": "onnxruntime"})()
+    found = v.collect(table, [a, b, c], tmp_path / "j.jsonl", repeats=[2, 2, 4])
+    ha, hb, hc = (x.arch_hash() for x in (a, b, c))
+    assert order == [ha, hb, hc, ha, hb, hc, hc, hc]  # pass by pass, never one model's timings back to back
+    assert [s.timings for s in found] == [2, 2, 4]
+    with pytest.raises(ParameterError, match="repeats"):
+        v.collect(table, [a, b], tmp_path / "k.jsonl", repeats=[2])
+
+
+def test_the_timer_exports_each_arch_once_and_retakes_a_disturbed_timing(monkeypatch):
+    from predictors.latency import validate as v
+    from predictors.latency.measure import Timing
+    from search_spaces.hybrid import HybridSpace
+
+    exports, shares = [], iter([0.5, 0.7, 0.6, 1.0, 1.0])
+    monkeypatch.setattr(v, "network_onnx", lambda model, resolution: exports.append(resolution) or b"onnx")
+    monkeypatch.setattr(v, "build_model", lambda arch: None)
+    monkeypatch.setattr(v, "time_model", lambda model, threads, policy: Timing(1.0, 1.0, 1.0, 30, next(shares)))
+    timer = v.ArchTimer(1, retries=2)
+    arch = HybridSpace(num_classes=10).sample(0)
+    assert timer(arch).cpu_share == 0.7  # three disturbed timings: the least disturbed is kept
+    assert timer(arch).cpu_share == 1.0  # undisturbed at once: not taken again
+    assert len(exports) == 1 and next(shares) == 1.0  # exported once; the second call timed once
+
+
+def test_a_validate_report_says_how_it_timed(tmp_path, monkeypatch):
+    from fakes import fake_table
+
+    from predictors.latency import validate as v
+    from predictors.latency.predict import predict
+    from search_spaces.hybrid import HybridSpace
+
+    table = fake_table(HybridSpace(num_classes=1000).units(64), [64])
+    _fake_timer(monkeypatch, lambda arch: predict(arch, table).ms, cpu_share=0.8)
+    report = v.validate(table, tmp_path / "host.json", 4, 0, tmp_path / "v", store=False, repeats=3)
+    proto = report["protocol"]
+    assert proto["retries"] == v.RETRIES and proto["timings_with_share"] == 12 and proto["disturbed_kept"] == 12
+    assert proto["pinned_cpu"] is None or isinstance(proto["pinned_cpu"], int)
 
 
 def test_the_validate_command_times_real_subnets_and_reports_the_measurements_own_spread(run_cli, tmp_path):
@@ -114,9 +181,10 @@ def test_validate_times_the_zoo_in_the_same_passes_and_reports_it_apart(tmp_path
     zoo = [load_zoo_scaled(name, 64, 1000) for name in ("repvit_m0_9", "mobilevit_xxs")]
     table = fake_table([*HybridSpace(num_classes=1000).units(64), *(u for a in zoo for u in arch_units(a))], [64])
     monkeypatch.setattr(v, "zoo_archs", lambda t: zoo)
-    monkeypatch.setattr(v, "measure_arch", lambda arch, threads, runtime, cache: (predict(arch, table).ms * 1.04,) * 3)
-    report = v.validate(table, tmp_path / "host.json", 4, 0, tmp_path / "v", store=False, zoo=True)
+    _fake_timer(monkeypatch, lambda arch: predict(arch, table).ms * 1.04)
+    report = v.validate(table, tmp_path / "host.json", 4, 0, tmp_path / "v", store=False, zoo=True, zoo_repeats=4)
     z = report["zoo"]
+    assert z["measurement_repeatability"]["timings_per_half"] == 2 and report["timings_per_zoo_model"] == 4
     assert [m["name"] for m in z["models"]] == [a.name for a in zoo] and z["of"] == 2 and z["within_5pct"] == 2
     assert all(m["error_pct"] == pytest.approx(100 * (1 / 1.04 - 1), abs=0.01) for m in z["models"])
     assert report["samples"] == 4 and report["table_label"] == "measured"  # the zoo is not among the subnets

@@ -16,13 +16,18 @@ def run(args: argparse.Namespace) -> int:
     if args.repeats < 2:
         raise UserError(f"--repeats: expected at least 2 (the measurement's agreement with itself needs two "
                         f"independent timings of each subnet), got {args.repeats}")
+    if args.zoo_repeats is not None and args.zoo_repeats < 2:
+        raise UserError(f"--zoo-repeats: expected at least 2, got {args.zoo_repeats}")
+    if args.zoo_repeats is not None and not args.zoo:
+        raise UserError("--zoo-repeats: only with --zoo")
     table, path = open_device_table(args.device, args.table)
     out = Path(args.out) if args.out else Path("runs/latency") / f"validate-{table.device}"
-    print(f"validating {table.label}: {args.samples} random subnets" + (" and the zoo" if args.zoo else "")
-          + f", {args.repeats} interleaved timings each", flush=True)
+    zoo_note = f" and the zoo ({args.zoo_repeats or args.repeats} timings each)" if args.zoo else ""
+    print(f"validating {table.label}: {args.samples} random subnets ({args.repeats} interleaved timings each)"
+          + zoo_note, flush=True)
     with counting_bar("measuring subnets end to end", args.quiet) as progress:
         report = validate(table, path, args.samples, args.seed, out, progress=progress, store=not args.no_store,
-                          repeats=args.repeats, zoo=args.zoo)
+                          repeats=args.repeats, zoo=args.zoo, zoo_repeats=args.zoo_repeats)
     for name, key in (("LUT (plain sum)", "lut_plain_sum"),
                       ("LUT (corrected, out-of-fold)", "lut_corrected_out_of_fold"),
                       ("LUT (+ weights' terms, out-of-fold)", "lut_weights_out_of_fold"),
@@ -48,6 +53,10 @@ def run(args: argparse.Namespace) -> int:
     c = report["correction"]
     print(f"correction: x{c['scale']:.4f} {c['per_unit_us']:+.1f} us per unit{correction_of(report, '').weight_note} "
           f"({'not used' if not c['used'] else 'not stored' if args.no_store else 'stored'})")
+    proto = report["protocol"]
+    pin = "not pinned" if proto["pinned_cpu"] is None else f"pinned to CPU {proto['pinned_cpu']}"
+    print(f"protocol: {pin}, a disturbed timing taken again up to {proto['retries']} times; "
+          f"{proto['disturbed_kept']} of {proto['timings_with_share']} kept timings still disturbed")
     print(f"report: {out / 'validate.json'}  plot: {out / 'validate.png'}")
     return 0
 
@@ -73,6 +82,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "measurement's own agreement (default 2; 6: two 3-pass measurements)")
     p.add_argument("--zoo", action="store_true",
                    help="also time the reference-zoo models (at their resolution) in the same passes, reported apart")
+    p.add_argument("--zoo-repeats", type=int, metavar="K",
+                   help="timings per zoo model (default: --repeats); the passes beyond --repeats time the zoo only")
     p.add_argument("--out", metavar="DIR", help="report folder (default runs/latency/validate-<device>)")
     p.add_argument("--no-store", action="store_true", help="do not write the correction into the table")
     p.add_argument("--quiet", action="store_true")

@@ -4,7 +4,9 @@ N members of the hybrid space (at the table's resolutions) are exported as users
 (`nas export`: inference form, dynamic batch; for a LiteRT table, as `nas export --tflite`
 converts them) and timed end to end with the same runtime and settings as the table, in two or
 more interleaved passes over the list (a fresh session each time); each timing is appended to a
-journal so an interrupted run resumes.
+journal so an interrupted run resumes. The protocol is the one `benchmarks/latency_repeatability.py`
+found to repeat best on a shared VM: the process pinned to one CPU where the OS allows, and a
+timing whose CPU share shows another job took the core taken again (`RETRIES`).
 
 The figures are stated against the measurement's own noise, measured in the same run on the same
 subnets: how often a subnet's two half-measurements (the lowest median of its odd-numbered
@@ -29,7 +31,7 @@ import json
 import os
 import platform
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -46,13 +48,25 @@ from nas.errors import ParameterError, UserError
 from nas.profile import profile_arch
 from predictors.latency import litert
 from predictors.latency.machine import cpu_model, here
-from predictors.latency.measure import RunPolicy, Timing, make_session, network_onnx, random_feeds, time_session
+from predictors.latency.measure import (
+    DISTURBED_BELOW,
+    RunPolicy,
+    Timing,
+    make_session,
+    network_onnx,
+    pinned,
+    random_feeds,
+    time_model,
+    time_session,
+    undisturbed,
+)
 from predictors.latency.predict import arch_entries, predict, unit_cost_us
 from predictors.latency.table import Correction, Entry, LatencyTable, Runtime, save_table
 from search_spaces.hybrid import HybridSpace
 from search_spaces.reference import load_zoo, zoo_names
 
 E2E_POLICY = RunPolicy(warmup=10, min_runs=30, min_seconds=0.3, max_runs=1000)
+RETRIES = 2  # a disturbed end-to-end timing is taken again up to this many times (benchmarks/latency_repeatability.py)
 BANDWIDTHS_GBS = (0.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0, 32.0)  # 0.0: no weight-read floor
 
 
@@ -68,6 +82,7 @@ class Sample:
     units: int = 0  # latency units of the arch (filled in on every run)
     timings: int = 1  # end-to-end timings taken; the lowest median is kept
     medians_ms: tuple[float, ...] = ()  # every timing's median, in order (older journals lack them)
+    cpu_shares: tuple[float, ...] = ()  # each kept timing's CPU share (< DISTURBED_BELOW: disturbed)
 
 
 def sample_archs(table: LatencyTable, n: int, seed: int) -> list[ArchConfig]:
@@ -95,15 +110,39 @@ def measure_network(model: torch.nn.Module, resolution: int, threads: int) -> Ti
     return time_session(session, random_feeds(session), E2E_POLICY)
 
 
+class ArchTimer:
+    """End-to-end timings of archs at batch 1 with one runtime, as validate takes them.
+
+    Each arch is exported once per timer (as `nas export` writes it; for LiteRT the .tflite
+    `nas export --tflite` converts, kept in `cache` across runs): the export costs several times
+    the timing (2.6 s against 0.4 s for Mobile-Former-26M), so exporting once buys more timings in
+    the same minutes. Every timing is in a fresh session, and one whose CPU share shows another job
+    had the core is taken again up to `retries` times (`measure.undisturbed`)."""
+
+    def __init__(self, threads: int, runtime: Runtime = "onnxruntime", cache: Path | None = None, retries: int = 0):
+        self.threads, self.runtime, self.cache, self.retries = threads, runtime, cache, retries
+        self._models: dict[str, bytes] = {}
+
+    def model(self, arch: ArchConfig) -> bytes:
+        h = arch.arch_hash()
+        if h not in self._models:
+            self._models[h] = tflite_file(arch, self.cache) if self.runtime == "litert" \
+                else network_onnx(build_model(arch), arch.resolution)
+        return self._models[h]
+
+    def __call__(self, arch: ArchConfig) -> Timing:
+        model = self.model(arch)
+        if self.runtime == "litert":
+            return undisturbed(lambda: litert.time_tflite(model, self.threads, E2E_POLICY), self.retries)
+        return undisturbed(lambda: time_model(model, self.threads, E2E_POLICY), self.retries)
+
+
 def measure_arch(arch: ArchConfig, threads: int, runtime: Runtime = "onnxruntime", cache: Path | None = None
                  ) -> tuple[float, float, float]:
     """(median, p10, p90) ms of one end-to-end run of `arch` at batch 1 with `runtime`; LiteRT
     times the .tflite `nas export --tflite` writes, converted once and kept in `cache` (the
     conversion takes 10-30 s, many times the timing)."""
-    if runtime == "litert":
-        t = litert.time_tflite(tflite_file(arch, cache), threads, E2E_POLICY)
-    else:
-        t = measure_network(build_model(arch), arch.resolution, threads)
+    t = ArchTimer(threads, runtime, cache)(arch)
     return t.median_us / 1000, t.p10_us / 1000, t.p90_us / 1000
 
 
@@ -118,31 +157,42 @@ def tflite_file(arch: ArchConfig, cache: Path | None) -> bytes:
     return data
 
 
-def collect(table: LatencyTable, archs: list[ArchConfig], journal: Path, repeats: int = 2,
-            progress: Callable[[int, int], None] | None = None) -> list[Sample]:
-    """Time every arch `repeats` times, in separate passes over the list so that one burst of
-    interference cannot hit all timings of a model; keep the lowest median (interference only adds
-    time). Every timing is appended to `journal` (an fsynced JSON line), so a rerun resumes."""
+def collect(table: LatencyTable, archs: list[ArchConfig], journal: Path, repeats: int | Sequence[int] = 2,
+            progress: Callable[[int, int], None] | None = None, retries: int = RETRIES) -> list[Sample]:
+    """Time every arch `repeats` times (one count for all, or one per arch), in separate passes
+    over the list so that one burst of interference cannot hit all timings of a model; keep the
+    lowest median (interference only adds time). A disturbed timing is taken again up to
+    `retries` times (`ArchTimer`). Every timing is appended to `journal` (an fsynced JSON line),
+    so a rerun resumes."""
+    counts = [repeats] * len(archs) if isinstance(repeats, int) else list(repeats)
+    if len(counts) != len(archs):
+        raise ParameterError("repeats", f": expected one count per arch ({len(archs)}), got {len(counts)}")
     done: dict[str, Sample] = {}
     for record in read_json_lines(journal):
         try:
-            sample = Sample(**{**record, "medians_ms": tuple(record.get("medians_ms", ()))})
+            sample = Sample(**{**record, "medians_ms": tuple(record.get("medians_ms", ())),
+                               "cpu_shares": tuple(record.get("cpu_shares", ()))})
         except TypeError:
             continue
         done[sample.arch_hash] = sample  # later lines (more timings) replace earlier ones
     journal.parent.mkdir(parents=True, exist_ok=True)
-    step, total = 0, len(archs) * repeats
-    for timing in range(1, repeats + 1):
-        for arch in archs:
+    timer = ArchTimer(table.threads, table.runtime, journal.parent / "tflite", retries)
+    step, total = 0, sum(counts)
+    for timing in range(1, max(counts, default=0) + 1):
+        for arch, count in zip(archs, counts):
+            if timing > count:
+                continue
             h = arch.arch_hash()
             prev = done.get(h)
             if prev is None or prev.timings < timing:
-                med, p10, p90 = measure_arch(arch, table.threads, table.runtime, journal.parent / "tflite")
+                t = timer(arch)
+                med, p10, p90 = t.median_us / 1000, t.p10_us / 1000, t.p90_us / 1000
                 if prev is None:
                     prev = Sample(h, arch.resolution, profile_arch(arch)["flops"], 0.0, med, p10, p90, timings=0)
                 elif med < prev.measured_ms:
                     prev = replace(prev, measured_ms=med, p10_ms=p10, p90_ms=p90)
-                done[h] = replace(prev, timings=timing, medians_ms=(*prev.medians_ms, med))
+                done[h] = replace(prev, timings=timing, medians_ms=(*prev.medians_ms, med),
+                                  cpu_shares=(*prev.cpu_shares, round(t.cpu_share, 3)))
                 append_json_line(journal, done[h].__dict__)
             step += 1
             if progress:
@@ -351,8 +401,10 @@ def zoo_report(archs: list[ArchConfig], samples: list[Sample], predicted_ms: lis
 
 def validate(table: LatencyTable, table_path: Path, n: int, seed: int, out_dir: Path,
              progress: Callable[[int, int], None] | None = None, store: bool = True,
-             repeats: int = 2, zoo: bool = False) -> dict[str, Any]:
-    """Measure, compare, write report JSON + PNG into out_dir and (store) the correction into the table."""
+             repeats: int = 2, zoo: bool = False, zoo_repeats: int | None = None) -> dict[str, Any]:
+    """Measure, compare, write report JSON + PNG into out_dir and (store) the correction into the
+    table. The zoo models are timed `zoo_repeats` times (default `repeats`): a zoo count out of 17
+    needs a larger measurement than a share of 200 subnets."""
     if table.kind not in ("measured", "calibrated"):
         raise UserError(f"{table_path}: only a measured or calibrated table can be validated here ({table.label})")
     archs = sample_archs(table, n, seed)
@@ -360,7 +412,12 @@ def validate(table: LatencyTable, table_path: Path, n: int, seed: int, out_dir: 
     # Predicted first: a table that lacks a unit fails now, not after minutes of measuring; and
     # from the table as it is now (entries may have been retimed since a sample was timed).
     preds = [predict(arch, table) for arch in archs + extra]
-    timed = collect(table, archs + extra, out_dir / "samples.jsonl", repeats, progress)
+    counts = [repeats] * len(archs) + [zoo_repeats or repeats] * len(extra)
+    with pinned() as cpu:  # the scheduler cannot migrate a timing mid-run (where the OS allows)
+        timed = collect(table, archs + extra, out_dir / "samples.jsonl", counts, progress)
+    shares = [x for sample in timed for x in sample.cpu_shares]
+    protocol = {"pinned_cpu": cpu, "retries": RETRIES, "disturbed_below": DISTURBED_BELOW,
+                "timings_with_share": len(shares), "disturbed_kept": sum(x < DISTURBED_BELOW for x in shares)}
     samples = [replace(s, plain_ms=p.plain_ms, units=len(arch_units(a)))
                for s, p, a in zip(timed[:len(archs)], preds, archs)]
     entries = [[e for _, es in arch_entries(a, table) for e in es] for a in archs]
@@ -374,7 +431,9 @@ def validate(table: LatencyTable, table_path: Path, n: int, seed: int, out_dir: 
                                    [predict(a, fitted).ms for a in extra])
     plot(result, table, out_dir / "validate.png")
     series = result.pop("_series")
-    report = {"table": str(table_path), "device": table.device, "timings_per_subnet": repeats, "kind": table.kind,
+    report = {"table": str(table_path), "device": table.device, "timings_per_subnet": repeats,
+              "timings_per_zoo_model": (zoo_repeats or repeats) if zoo else None, "protocol": protocol,
+              "kind": table.kind,
               "table_label": table.provenance.label, "table_created": table.created,
               "threads": table.threads, "seed": seed, "machine": machine_info(table.threads), **result,
               "points": [{"arch_hash": s.arch_hash, "resolution": s.resolution, "flops": s.flops,
