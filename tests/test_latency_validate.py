@@ -133,6 +133,8 @@ def test_a_validate_report_says_how_it_timed(tmp_path, monkeypatch):
     proto = report["protocol"]
     assert proto["retries"] == v.RETRIES and proto["timings_with_share"] == 12 and proto["disturbed_kept"] == 12
     assert proto["pinned_cpu"] is None or isinstance(proto["pinned_cpu"], int)
+    unpinned = v.validate(table, tmp_path / "host.json", 4, 0, tmp_path / "u", store=False, pin=False)
+    assert unpinned["protocol"]["pinned_cpu"] is None
 
 
 def test_the_validate_command_times_real_subnets_and_reports_the_measurements_own_spread(run_cli, tmp_path):
@@ -230,3 +232,11 @@ def test_the_family_scales_benchmark_refits_a_committed_validate_run(tmp_path):
     bad = subprocess.run([sys.executable, str(root / "benchmarks" / "latency_family_scales.py"), "--validate",
                           str(tmp_path)], capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "--validate" in bad.stderr and "Traceback" not in bad.stderr
+
+
+@pytest.mark.parametrize("flags, named", [(["--repeats", "1"], "--repeats"),
+                                          (["--zoo", "--zoo-repeats", "1"], "--zoo-repeats"),
+                                          (["--zoo-repeats", "8"], "--zoo-repeats")])
+def test_validate_refuses_timing_counts_it_cannot_use_in_one_line(run_cli, flags, named):
+    code, _, err = run_cli("latency", "validate", *flags)
+    assert code == 2 and named in err and len(err.strip().splitlines()) == 1

@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
           + zoo_note, flush=True)
     with counting_bar("measuring subnets end to end", args.quiet) as progress:
         report = validate(table, path, args.samples, args.seed, out, progress=progress, store=not args.no_store,
-                          repeats=args.repeats, zoo=args.zoo, zoo_repeats=args.zoo_repeats)
+                          repeats=args.repeats, zoo=args.zoo, zoo_repeats=args.zoo_repeats, pin=not args.no_pin)
     for name, key in (("LUT (plain sum)", "lut_plain_sum"),
                       ("LUT (corrected, out-of-fold)", "lut_corrected_out_of_fold"),
                       ("LUT (+ weights' terms, out-of-fold)", "lut_weights_out_of_fold"),
@@ -86,5 +86,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="timings per zoo model (default: --repeats); the passes beyond --repeats time the zoo only")
     p.add_argument("--out", metavar="DIR", help="report folder (default runs/latency/validate-<device>)")
     p.add_argument("--no-store", action="store_true", help="do not write the correction into the table")
+    p.add_argument("--no-pin", action="store_true",
+                   help="do not pin the timings to one CPU (pinning repeats better on some VMs and worse on others: "
+                        "benchmarks/latency_repeatability.py says which this machine is)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=run)

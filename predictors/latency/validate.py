@@ -5,8 +5,8 @@ N members of the hybrid space (at the table's resolutions) are exported as users
 converts them) and timed end to end with the same runtime and settings as the table, in two or
 more interleaved passes over the list (a fresh session each time); each timing is appended to a
 journal so an interrupted run resumes. The protocol is the one `benchmarks/latency_repeatability.py`
-found to repeat best on a shared VM: the process pinned to one CPU where the OS allows, and a
-timing whose CPU share shows another job took the core taken again (`RETRIES`).
+found to repeat best on the Zen 3 VM: the process pinned to one CPU where the OS allows (`pin`),
+and a timing whose CPU share shows another job took the core taken again (`RETRIES`).
 
 The figures are stated against the measurement's own noise, measured in the same run on the same
 subnets: how often a subnet's two half-measurements (the lowest median of its odd-numbered
@@ -27,6 +27,7 @@ scored on the other, so neither is graded on what it was fitted on):
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -401,10 +402,13 @@ def zoo_report(archs: list[ArchConfig], samples: list[Sample], predicted_ms: lis
 
 def validate(table: LatencyTable, table_path: Path, n: int, seed: int, out_dir: Path,
              progress: Callable[[int, int], None] | None = None, store: bool = True,
-             repeats: int = 2, zoo: bool = False, zoo_repeats: int | None = None) -> dict[str, Any]:
+             repeats: int = 2, zoo: bool = False, zoo_repeats: int | None = None, pin: bool = True
+             ) -> dict[str, Any]:
     """Measure, compare, write report JSON + PNG into out_dir and (store) the correction into the
     table. The zoo models are timed `zoo_repeats` times (default `repeats`): a zoo count out of 17
-    needs a larger measurement than a share of 200 subnets."""
+    needs a larger measurement than a share of 200 subnets. `pin`: time on one CPU where the OS
+    allows (it helped on one 2-core VM and hurt on another: `benchmarks/latency_repeatability.py`
+    says which a machine is)."""
     if table.kind not in ("measured", "calibrated"):
         raise UserError(f"{table_path}: only a measured or calibrated table can be validated here ({table.label})")
     archs = sample_archs(table, n, seed)
@@ -413,7 +417,7 @@ def validate(table: LatencyTable, table_path: Path, n: int, seed: int, out_dir: 
     # from the table as it is now (entries may have been retimed since a sample was timed).
     preds = [predict(arch, table) for arch in archs + extra]
     counts = [repeats] * len(archs) + [zoo_repeats or repeats] * len(extra)
-    with pinned() as cpu:  # the scheduler cannot migrate a timing mid-run (where the OS allows)
+    with pinned() if pin else contextlib.nullcontext() as cpu:  # no migration mid-timing
         timed = collect(table, archs + extra, out_dir / "samples.jsonl", counts, progress)
     shares = [x for sample in timed for x in sample.cpu_shares]
     protocol = {"pinned_cpu": cpu, "retries": RETRIES, "disturbed_below": DISTURBED_BELOW,
