@@ -132,10 +132,8 @@ class ArchTimer:
         return self._models[h]
 
     def __call__(self, arch: ArchConfig) -> Timing:
-        model = self.model(arch)
-        if self.runtime == "litert":
-            return undisturbed(lambda: litert.time_tflite(model, self.threads, E2E_POLICY), self.retries)
-        return undisturbed(lambda: time_model(model, self.threads, E2E_POLICY), self.retries)
+        model, run = self.model(arch), litert.time_tflite if self.runtime == "litert" else time_model
+        return undisturbed(lambda: run(model, self.threads, E2E_POLICY), self.retries)
 
 
 def measure_arch(arch: ArchConfig, threads: int, runtime: Runtime = "onnxruntime", cache: Path | None = None
@@ -416,7 +414,8 @@ def validate(table: LatencyTable, table_path: Path, n: int, seed: int, out_dir: 
     # Predicted first: a table that lacks a unit fails now, not after minutes of measuring; and
     # from the table as it is now (entries may have been retimed since a sample was timed).
     preds = [predict(arch, table) for arch in archs + extra]
-    counts = [repeats] * len(archs) + [zoo_repeats or repeats] * len(extra)
+    zoo_count = zoo_repeats or repeats
+    counts = [repeats] * len(archs) + [zoo_count] * len(extra)
     with pinned() if pin else contextlib.nullcontext() as cpu:  # no migration mid-timing
         timed = collect(table, archs + extra, out_dir / "samples.jsonl", counts, progress)
     shares = [x for sample in timed for x in sample.cpu_shares]
@@ -436,7 +435,7 @@ def validate(table: LatencyTable, table_path: Path, n: int, seed: int, out_dir: 
     plot(result, table, out_dir / "validate.png")
     series = result.pop("_series")
     report = {"table": str(table_path), "device": table.device, "timings_per_subnet": repeats,
-              "timings_per_zoo_model": (zoo_repeats or repeats) if zoo else None, "protocol": protocol,
+              "timings_per_zoo_model": zoo_count if zoo else None, "protocol": protocol,
               "kind": table.kind,
               "table_label": table.provenance.label, "table_created": table.created,
               "threads": table.threads, "seed": seed, "machine": machine_info(table.threads), **result,
